@@ -1,0 +1,352 @@
+//! Entry points behind the command line: the exporter, `--config.check`, `check`, `demo`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::config::Config;
+use crate::http::HttpClient;
+use crate::metrics::MetricsCache;
+use crate::provider::Outcome;
+use crate::scheduler::{probe_token, Scheduler, Spread, RELOAD_SPREAD};
+use crate::secret::SecretReader;
+use crate::server::{router, AppState, ReloadRequest};
+use crate::state::{unix_now, Store};
+
+/// How long shutdown waits for open HTTP connections before exiting anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// `:9877` means all interfaces, as in Prometheus' exporters.
+pub fn parse_listen(addr: &str) -> Result<SocketAddr, String> {
+    let full = if addr.starts_with(':') {
+        format!("0.0.0.0{addr}")
+    } else {
+        addr.to_string()
+    };
+    full.parse()
+        .map_err(|_| format!("invalid --web.listen-address {addr:?}: expected host:port or :port"))
+}
+
+async fn bind(addr: &str) -> Result<TcpListener, String> {
+    let sock = parse_listen(addr)?;
+    TcpListener::bind(sock)
+        .await
+        .map_err(|e| format!("cannot listen on {sock}: {e}"))
+}
+
+/// Runs the exporter until SIGTERM/SIGINT.
+pub async fn run_exporter(config_file: &Path, listen: &str) -> Result<(), String> {
+    let config = Config::load(config_file).map_err(|e| e.to_string())?;
+    let listener = bind(listen).await?;
+    let store = Arc::new(Store::new());
+    let mut scheduler = Scheduler::new(store.clone(), HttpClient::new()?);
+    scheduler.apply(&config, Spread::Interval);
+    store.record_reload(true);
+    store.set_ready();
+    tracing::info!(
+        version = crate::metrics::VERSION,
+        config = %config_file.display(),
+        tokens = config.tokens.len(),
+        organizations = config.organizations.len(),
+        listen = %listener.local_addr().map_or_else(|_| listen.to_string(), |a| a.to_string()),
+        "apitoken-exporter started; first probes are spread over each token's interval"
+    );
+
+    let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
+    let controller = tokio::spawn(reload_loop(
+        scheduler,
+        config_file.to_path_buf(),
+        reload_rx,
+        store.clone(),
+    ));
+    let sighup = tokio::spawn(forward_sighup(reload_tx.clone()));
+    let state = AppState {
+        store,
+        metrics: Arc::new(MetricsCache::new()),
+        reload: Some(reload_tx),
+    };
+    let result = serve(listener, state).await;
+    sighup.abort();
+    controller.abort(); // drops the scheduler, which cancels in-flight probes
+    result
+}
+
+/// Owns the scheduler: applies reloads one at a time.
+async fn reload_loop(
+    mut scheduler: Scheduler,
+    path: PathBuf,
+    mut rx: mpsc::Receiver<ReloadRequest>,
+    store: Arc<Store>,
+) {
+    while let Some(answer) = rx.recv().await {
+        let result = match Config::load(&path) {
+            Ok(config) => {
+                scheduler.apply(&config, Spread::Within(RELOAD_SPREAD));
+                store.record_reload(true);
+                tracing::info!(tokens = config.tokens.len(), "configuration reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                store.record_reload(false);
+                tracing::error!(error = %e, "configuration reload failed; keeping the running configuration");
+                Err(e.to_string())
+            }
+        };
+        let _ = answer.send(result);
+    }
+}
+
+async fn forward_sighup(tx: mpsc::Sender<ReloadRequest>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP received, reloading configuration");
+        let (answer, _ignored) = tokio::sync::oneshot::channel();
+        if tx.send(answer).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+/// Serves HTTP until a shutdown signal, then drains connections for a bounded time.
+async fn serve(listener: TcpListener, state: AppState) -> Result<(), String> {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = router(state);
+    let mut server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        r = &mut server => {
+            return match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(format!("HTTP server failed: {e}")),
+                Err(e) => Err(format!("HTTP server failed: {e}")),
+            };
+        }
+    }
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(());
+    if tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
+        .await
+        .is_err()
+    {
+        tracing::warn!("open connections did not finish in time; exiting anyway");
+        server.abort();
+    }
+    Ok(())
+}
+
+/// `--config.check`: 0 when the config and every secret source are fine.
+pub fn config_check(config_file: &Path) -> i32 {
+    match Config::load(config_file) {
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+        Ok(config) => {
+            let problems = config.check_secret_sources();
+            if problems.is_empty() {
+                println!(
+                    "OK: {} ({} tokens, {} organizations)",
+                    config_file.display(),
+                    config.tokens.len(),
+                    config.organizations.len()
+                );
+                0
+            } else {
+                eprintln!(
+                    "{}: {} problem(s) with secret sources:",
+                    config_file.display(),
+                    problems.len()
+                );
+                for p in problems {
+                    eprintln!("  - {p}");
+                }
+                1
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckOutput {
+    Table,
+    Json,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct CheckRow {
+    token: String,
+    provider: &'static str,
+    outcome: &'static str,
+    days_until_expiry: Option<f64>,
+    reason: Option<&'static str>,
+    detail: Option<String>,
+    account_id: Option<String>,
+    duration_seconds: f64,
+}
+
+/// `check`: probe every token once; 0 if all valid, 1 if any is not, 2 on config error.
+pub async fn run_check(config_file: &Path, output: CheckOutput) -> i32 {
+    let config = match Config::load(config_file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
+    let client = match HttpClient::new() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
+    let limit = Arc::new(Semaphore::new(config.global.max_concurrency));
+    let mut set = tokio::task::JoinSet::new();
+    for (i, token) in config.tokens.iter().cloned().enumerate() {
+        let (client, limit) = (client.clone(), limit.clone());
+        set.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let reader = SecretReader::new(token.secret.clone());
+            let (outcome, took) = probe_token(&client, &token, &reader).await;
+            (i, token, outcome, took)
+        });
+    }
+    let now = unix_now();
+    let mut rows = Vec::with_capacity(config.tokens.len());
+    while let Some(joined) = set.join_next().await {
+        let Ok((i, token, outcome, took)) = joined else {
+            continue;
+        };
+        let (reason, detail) = match &outcome {
+            Outcome::Error(e) => (Some(e.reason.as_str()), Some(e.detail.clone())),
+            Outcome::Anonymous { detail } => (None, Some(detail.clone())),
+            Outcome::Rejected { status } => (None, Some(format!("HTTP {status}"))),
+            _ => (None, None),
+        };
+        rows.push((
+            i,
+            CheckRow {
+                token: token.name.clone(),
+                provider: token.provider.as_str(),
+                outcome: outcome.kind().as_str(),
+                days_until_expiry: token
+                    .expires_at
+                    .map(|t| ((t as f64 - now) / 86_400.0 * 10.0).round() / 10.0),
+                reason,
+                detail,
+                account_id: outcome.account_id().map(str::to_string),
+                duration_seconds: took.as_secs_f64(),
+            },
+        ));
+    }
+    rows.sort_by_key(|(i, _)| *i);
+    let rows: Vec<CheckRow> = rows.into_iter().map(|(_, r)| r).collect();
+    let all_valid = rows.iter().all(|r| r.outcome == "valid");
+    match output {
+        CheckOutput::Json => match serde_json::to_string_pretty(&rows) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("cannot encode JSON: {e}"),
+        },
+        CheckOutput::Table => print!("{}", check_table(&rows)),
+    }
+    i32::from(!all_valid)
+}
+
+fn check_table(rows: &[CheckRow]) -> String {
+    let cells: Vec<[String; 5]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.token.clone(),
+                r.provider.to_string(),
+                r.outcome.to_string(),
+                r.days_until_expiry
+                    .map_or_else(|| "-".to_string(), |d| format!("{d:.1}")),
+                match (r.reason, &r.detail) {
+                    (Some(reason), Some(d)) => format!("{reason}: {d}"),
+                    (None, Some(d)) => d.clone(),
+                    _ => String::new(),
+                },
+            ]
+        })
+        .collect();
+    let headers = ["TOKEN", "PROVIDER", "OUTCOME", "DAYS_TO_EXPIRY", "REASON"];
+    let mut widths = headers.map(str::len);
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cols: [&str; 5]| {
+        let mut l = String::new();
+        for (i, (c, w)) in cols.iter().zip(widths).enumerate() {
+            if i == 4 {
+                l.push_str(c);
+            } else {
+                l.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(headers);
+    for row in &cells {
+        line([&row[0], &row[1], &row[2], &row[3], &row[4]]);
+    }
+    out
+}
+
+/// `demo`: the embedded simulator plus the exporter over it, one token in every state.
+pub async fn run_demo(listen: &str) -> Result<(), String> {
+    let listener = bind(listen).await?;
+    let (config, _sim) = crate::demo::start().await?;
+    let store = Arc::new(Store::new());
+    let mut scheduler = Scheduler::new(store.clone(), HttpClient::new()?);
+    scheduler.apply(&config, Spread::Within(crate::demo::FIRST_PROBES_WITHIN));
+    store.record_reload(true);
+    store.set_ready();
+    let addr = listener
+        .local_addr()
+        .map_or_else(|_| listen.to_string(), |a| a.to_string());
+    tracing::info!(
+        tokens = config.tokens.len(),
+        listen = addr.as_str(),
+        "demo started: an embedded Atlassian simulator and the exporter over it; open / for the status page and /metrics for the metrics"
+    );
+    let state = AppState {
+        store,
+        metrics: Arc::new(MetricsCache::new()),
+        reload: None,
+    };
+    let result = serve(listener, state).await;
+    scheduler.stop();
+    result
+}

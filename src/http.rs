@@ -1,0 +1,250 @@
+//! The one HTTP client the process uses, and the fetch helper every provider calls.
+//!
+//! Redirects are never followed (credentials must not leave the configured host), bodies
+//! are read up to [`MAX_BODY_BYTES`], and transport failures are mapped to the error
+//! reasons of SPEC §4.
+
+use std::error::Error as _;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{HeaderMap, AUTHORIZATION, RETRY_AFTER};
+use reqwest::StatusCode;
+use url::Url;
+
+use crate::provider::ErrorReason;
+use crate::secret::Secret;
+
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const RETRY_AFTER_MIN: Duration = Duration::from_secs(1);
+pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
+
+/// How a request authenticates.
+pub enum Auth<'a> {
+    Basic { user: &'a str, secret: &'a Secret },
+    Bearer(&'a Secret),
+}
+
+/// A fully read response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> Result<serde_json::Value, FetchError> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            FetchError::new(
+                ErrorReason::BadResponse,
+                format!(
+                    "HTTP {} with a body that is not JSON ({e})",
+                    self.status.as_u16()
+                ),
+            )
+        })
+    }
+}
+
+/// A probe that reached no conclusion. `detail` is for logs and the status page; it never
+/// contains request headers or credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchError {
+    pub reason: ErrorReason,
+    pub detail: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl FetchError {
+    pub fn new(reason: ErrorReason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+            retry_after: None,
+        }
+    }
+}
+
+/// Shared client: connection pool with keep-alive, no redirects, rustls.
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    inner: reqwest::Client,
+}
+
+impl HttpClient {
+    pub fn new() -> Result<Self, String> {
+        let inner = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("apitoken-exporter/", env!("CARGO_PKG_VERSION")))
+            .pool_idle_timeout(Duration::from_secs(300))
+            .pool_max_idle_per_host(64)
+            .tcp_keepalive(Duration::from_secs(60))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+        Ok(Self { inner })
+    }
+
+    /// GET `url`, read at most [`MAX_BODY_BYTES`], classify failures. 3xx, 429 and 5xx are
+    /// errors here; providers interpret the remaining statuses. The caller bounds the
+    /// whole call with the probe timeout.
+    pub async fn get(&self, url: Url, auth: Auth<'_>) -> Result<Response, FetchError> {
+        let host = url.host_str().unwrap_or("").to_string();
+        let mut req = self.inner.get(url).header("Accept", "application/json");
+        req = match auth {
+            Auth::Basic { user, secret } => req.basic_auth(user, Some(secret.expose())),
+            Auth::Bearer(secret) => {
+                let mut value =
+                    reqwest::header::HeaderValue::from_str(&format!("Bearer {}", secret.expose()))
+                        .map_err(|_| {
+                            FetchError::new(
+                                ErrorReason::CredentialUnavailable,
+                                "credential contains characters not allowed in an HTTP header",
+                            )
+                        })?;
+                value.set_sensitive(true);
+                req.header(AUTHORIZATION, value)
+            }
+        };
+        let mut resp = req.send().await.map_err(|e| classify(&e, &host))?;
+        let status = resp.status();
+        let headers = std::mem::take(resp.headers_mut());
+
+        if status.is_redirection() {
+            let to = headers
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| Url::parse(l).ok())
+                .and_then(|u| u.host_str().map(str::to_string))
+                .unwrap_or_else(|| "a relative location".to_string());
+            return Err(FetchError::new(
+                ErrorReason::BadResponse,
+                format!("HTTP {} redirect to {to} not followed", status.as_u16()),
+            ));
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            let reason = if status == StatusCode::TOO_MANY_REQUESTS {
+                ErrorReason::RateLimited
+            } else {
+                ErrorReason::Http5xx
+            };
+            let retry_after = headers
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| parse_retry_after(v, SystemTime::now()));
+            return Err(FetchError {
+                reason,
+                detail: format!("HTTP {}", status.as_u16()),
+                retry_after,
+            });
+        }
+
+        let mut body = BytesMut::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&e, &host))? {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(FetchError::new(
+                    ErrorReason::BadResponse,
+                    format!("response body larger than {MAX_BODY_BYTES} bytes"),
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Response {
+            status,
+            headers,
+            body: body.freeze(),
+        })
+    }
+}
+
+/// Maps a transport error to a reason by looking through its source chain. reqwest's own
+/// Display is not used: it can contain the URL, and we want stable categories.
+fn classify(e: &reqwest::Error, host: &str) -> FetchError {
+    if e.is_timeout() {
+        return FetchError::new(ErrorReason::Timeout, format!("timeout talking to {host}"));
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = e.source();
+    let mut io_kind = None;
+    while let Some(err) = source {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return FetchError::new(ErrorReason::Tls, format!("TLS failure with {host}: {tls}"));
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return FetchError::new(
+                    ErrorReason::Tls,
+                    format!("TLS failure with {host}: {tls}"),
+                );
+            }
+            io_kind.get_or_insert(io.kind());
+        }
+        let text = err.to_string();
+        if text.contains("dns error") || text.contains("failed to lookup address") {
+            return FetchError::new(ErrorReason::Connect, format!("cannot resolve host {host}"));
+        }
+        source = err.source();
+    }
+    let what = match io_kind {
+        Some(std::io::ErrorKind::ConnectionRefused) => "connection refused".to_string(),
+        Some(std::io::ErrorKind::ConnectionReset) => "connection reset".to_string(),
+        Some(std::io::ErrorKind::TimedOut) => {
+            return FetchError::new(ErrorReason::Timeout, format!("timeout talking to {host}"))
+        }
+        Some(kind) => kind.to_string(),
+        None if e.is_body() || e.is_decode() => "response interrupted".to_string(),
+        None => "connection failed".to_string(),
+    };
+    FetchError::new(ErrorReason::Connect, format!("{what} ({host})"))
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date, clamped to [1 s, 1 h]. Garbage and
+/// negative values become the minimum: the server did ask us to back off.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Duration {
+    let v = value.trim();
+    let raw = if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        // Any all-digit string, however long (Long.MAX has been seen), saturates.
+        Some(
+            v.parse::<u64>()
+                .map_or(RETRY_AFTER_MAX, Duration::from_secs),
+        )
+    } else if let Ok(when) = httpdate::parse_http_date(v) {
+        Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+    } else {
+        None
+    };
+    raw.unwrap_or(RETRY_AFTER_MIN)
+        .clamp(RETRY_AFTER_MIN, RETRY_AFTER_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms_are_clamped() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        assert_eq!(parse_retry_after("30", now), Duration::from_secs(30));
+        assert_eq!(parse_retry_after("0", now), RETRY_AFTER_MIN);
+        assert_eq!(
+            parse_retry_after("9223372036854775807", now),
+            RETRY_AFTER_MAX
+        );
+        assert_eq!(
+            parse_retry_after("99999999999999999999999999", now),
+            RETRY_AFTER_MAX
+        );
+        assert_eq!(parse_retry_after("-5", now), RETRY_AFTER_MIN);
+        assert_eq!(parse_retry_after("soon", now), RETRY_AFTER_MIN);
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(120));
+        assert_eq!(parse_retry_after(&date, now), Duration::from_secs(120));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(120));
+        assert_eq!(parse_retry_after(&past, now), RETRY_AFTER_MIN);
+        let far = httpdate::fmt_http_date(now + Duration::from_secs(86_400 * 30));
+        assert_eq!(parse_retry_after(&far, now), RETRY_AFTER_MAX);
+    }
+}

@@ -1,0 +1,18 @@
+//! apitoken-exporter: watches Atlassian credentials (Jira, Confluence, Bitbucket API
+//! tokens, org admin API keys) and exposes their validity and expiry to Prometheus.
+//!
+//! Data flows one way: [`config`] -> [`scheduler`] -> [`provider`] probe -> `Outcome` ->
+//! [`state`] -> [`metrics`] / status page ([`server`]).
+
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod provider;
+pub mod scheduler;
+pub mod secret;
+pub mod server;
+pub mod simulator;
+pub mod state;

@@ -1,0 +1,94 @@
+//! Command line -> entry points in `app`. Nothing else lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use apitoken_exporter::app::{self, CheckOutput};
+use apitoken_exporter::logging::{self, LogFormat};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "apitoken_exporter",
+    version,
+    about = "Prometheus exporter for Atlassian API token validity and expiry"
+)]
+struct Cli {
+    /// Configuration file (YAML, see README).
+    #[arg(long = "config.file", default_value = "config.yaml", global = true)]
+    config_file: PathBuf,
+    /// Address to serve /metrics, / and /-/ endpoints on.
+    #[arg(long = "web.listen-address", default_value = ":9877", global = true)]
+    listen_address: String,
+    /// Log level: debug, info, warn, error.
+    #[arg(long = "log.level", default_value = "info", global = true)]
+    log_level: String,
+    /// Log line format.
+    #[arg(
+        long = "log.format",
+        value_enum,
+        default_value = "logfmt",
+        global = true
+    )]
+    log_format: LogFormat,
+    /// Validate the config file and its secret sources, print OK or every problem, exit 0/1.
+    #[arg(long = "config.check")]
+    config_check: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Probe every token once and print the result; exit 0 if all valid, 1 if any is not,
+    /// 2 on a config error.
+    Check {
+        #[arg(long = "output", value_enum, default_value = "table")]
+        output: CheckOutput,
+    },
+    /// Run an embedded Atlassian simulator and the exporter over it, with one token in
+    /// every state.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.config_check {
+        return exit(app::config_check(&cli.config_file));
+    }
+    if let Err(e) = logging::init(&cli.log_level, cli.log_format) {
+        eprintln!("{e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Some(Command::Check { output }) => Ok(app::run_check(&cli.config_file, output).await),
+            Some(Command::Demo) => app::run_demo(&cli.listen_address).await.map(|()| 0),
+            None => app::run_exporter(&cli.config_file, &cli.listen_address)
+                .await
+                .map(|()| 0),
+        }
+    });
+    match result {
+        Ok(code) => exit(code),
+        Err(e) => {
+            tracing::error!(error = e.as_str(), "exiting");
+            eprintln!("apitoken_exporter: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}

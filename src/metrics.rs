@@ -1,0 +1,462 @@
+//! Renders the [`Store`] as Prometheus text (format 0.0.4). No I/O: scrapes read cached
+//! state and never trigger probes. The body is cached per state version and wall-clock
+//! second (days-until-expiry moves with time), plain and gzipped, so a scrape storm
+//! renders once per change instead of once per request.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use prometheus::core::Collector;
+use prometheus::Encoder;
+
+use crate::provider::{ErrorReason, OutcomeKind};
+use crate::state::{unix_now, Inner, Store, TokenEntry};
+
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Longest label value taken from an upstream answer (account ids are ~24-128 chars); a
+/// hostile or broken server must not be able to blow up our series.
+const MAX_UPSTREAM_LABEL: usize = 256;
+
+const SCRAPE_NOTE: &str = "(cached state; scrapes never trigger probes)";
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const REVISION: &str = match option_env!("APITOKEN_EXPORTER_REVISION") {
+    Some(r) => r,
+    None => "unknown",
+};
+
+/// Escapes a label value per the text exposition format: `\`, `"` and newline.
+pub fn escape_label(value: &str, out: &mut String) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+}
+
+const fn family(name: &'static str, kind: &'static str, help: &'static str) -> Family {
+    Family { name, kind, help }
+}
+
+const VALID: Family = family(
+    "apitoken_valid",
+    "gauge",
+    "1 if the last conclusive probe authenticated the token",
+);
+const ANONYMOUS: Family = family(
+    "apitoken_anonymous_fallback",
+    "gauge",
+    "1 if the site silently served the token as anonymous",
+);
+const MISMATCH: Family = family(
+    "apitoken_identity_mismatch",
+    "gauge",
+    "1 if the token authenticated as an unexpected account",
+);
+const EXPIRY: Family = family(
+    "apitoken_expiry_timestamp_seconds",
+    "gauge",
+    "Unix time the token expires (absent when unknown)",
+);
+const DAYS: Family = family(
+    "apitoken_days_until_expiry",
+    "gauge",
+    "Days until the token expires, computed at scrape time; negative once expired",
+);
+const REVOKED: Family = family(
+    "apitoken_revoked_timestamp_seconds",
+    "gauge",
+    "revoked_at from the config: the token was deliberately revoked and must stop working",
+);
+const SUCCESS: Family = family(
+    "apitoken_probe_success",
+    "gauge",
+    "1 if the last probe reached a conclusive answer",
+);
+const LAST_PROBE: Family = family(
+    "apitoken_last_probe_timestamp_seconds",
+    "gauge",
+    "Unix time of the last finished probe",
+);
+const LAST_VALID: Family = family(
+    "apitoken_last_valid_timestamp_seconds",
+    "gauge",
+    "Unix time the token was last seen valid",
+);
+const DURATION: Family = family(
+    "apitoken_probe_duration_seconds",
+    "gauge",
+    "Duration of the last probe in seconds",
+);
+const INTERVAL: Family = family(
+    "apitoken_probe_interval_seconds",
+    "gauge",
+    "Configured probe interval of the token in seconds",
+);
+const PROBES: Family = family(
+    "apitoken_probes_total",
+    "counter",
+    "Probes by result: valid, mismatch, anonymous, rejected, error",
+);
+const ERRORS: Family = family(
+    "apitoken_probe_errors_total",
+    "counter",
+    "Inconclusive probes by reason",
+);
+const INFO: Family = family(
+    "apitoken_info",
+    "gauge",
+    "Static information about a configured token; always 1",
+);
+
+/// Caches the rendered body.
+#[derive(Default)]
+pub struct MetricsCache {
+    cached: Mutex<Option<Rendered>>,
+    process: Option<prometheus::process_collector::ProcessCollector>,
+}
+
+#[derive(Clone)]
+pub struct Rendered {
+    key: (u64, u64),
+    pub plain: Bytes,
+    pub gzip: Bytes,
+}
+
+impl MetricsCache {
+    pub fn new() -> Self {
+        Self {
+            cached: Mutex::new(None),
+            process: Some(prometheus::process_collector::ProcessCollector::for_self()),
+        }
+    }
+
+    /// The current body. Renders when the state or the second changed since last time;
+    /// concurrent scrapes wait for one render instead of each doing their own.
+    pub fn get(&self, store: &Store) -> Rendered {
+        let now = unix_now();
+        let key = (store.version(), now as u64);
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = cached.as_ref().filter(|r| r.key == key) {
+            return r.clone();
+        }
+        let mut text = render(&store.read(), now);
+        if let Some(p) = &self.process {
+            encode_process(p, &mut text);
+        }
+        let gzip = gzip(text.as_bytes());
+        let r = Rendered {
+            key,
+            plain: Bytes::from(text),
+            gzip,
+        };
+        *cached = Some(r.clone());
+        r
+    }
+}
+
+fn gzip(data: &[u8]) -> Bytes {
+    let mut enc = GzEncoder::new(Vec::with_capacity(data.len() / 8), Compression::fast());
+    // Writing into a Vec cannot fail.
+    let _ = enc.write_all(data);
+    Bytes::from(enc.finish().unwrap_or_default())
+}
+
+fn encode_process(p: &prometheus::process_collector::ProcessCollector, out: &mut String) {
+    let mut buf = Vec::new();
+    if prometheus::TextEncoder::new()
+        .encode(&p.collect(), &mut buf)
+        .is_ok()
+    {
+        out.push_str(&String::from_utf8_lossy(&buf));
+    }
+}
+
+/// Writes `{token="…",provider="…"` (unterminated, so callers may add labels).
+fn token_labels(out: &mut String, e: &TokenEntry) {
+    out.push_str("{token=\"");
+    escape_label(&e.meta.name, out);
+    out.push_str("\",provider=\"");
+    out.push_str(e.meta.provider.as_str());
+    out.push('"');
+}
+
+fn header(out: &mut String, f: &Family) {
+    let _ = writeln!(out, "# HELP {} {} {SCRAPE_NOTE}", f.name, f.help);
+    let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
+}
+
+/// Writes one family: a sample for every token where `value` returns Some.
+fn gauge_family(
+    out: &mut String,
+    inner: &Inner,
+    f: &Family,
+    value: impl Fn(&TokenEntry) -> Option<f64>,
+) {
+    let mut wrote_header = false;
+    for e in inner.tokens.values() {
+        let Some(v) = value(e) else { continue };
+        if !wrote_header {
+            header(out, f);
+            wrote_header = true;
+        }
+        out.push_str(f.name);
+        token_labels(out, e);
+        out.push_str("} ");
+        push_value(out, v);
+        out.push('\n');
+    }
+}
+
+fn push_value(out: &mut String, v: f64) {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        let _ = write!(out, "{}", v as i64);
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
+fn bool_value(b: bool) -> f64 {
+    if b {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// The full exposition for the token families and the exporter's own metrics.
+pub fn render(inner: &Inner, now: f64) -> String {
+    let mut out = String::with_capacity(512 + inner.tokens.len() * 1400);
+    let conclusive = |e: &TokenEntry| e.status.conclusive;
+    gauge_family(&mut out, inner, &VALID, |e| {
+        conclusive(e).map(|c| bool_value(c.valid))
+    });
+    gauge_family(&mut out, inner, &ANONYMOUS, |e| {
+        conclusive(e).map(|c| bool_value(c.anonymous_fallback))
+    });
+    gauge_family(&mut out, inner, &MISMATCH, |e| {
+        conclusive(e).map(|c| bool_value(c.identity_mismatch))
+    });
+    gauge_family(&mut out, inner, &EXPIRY, |e| {
+        e.meta.expires_at.map(|t| t as f64)
+    });
+    gauge_family(&mut out, inner, &DAYS, |e| {
+        e.meta
+            .expires_at
+            .map(|t| ((t as f64 - now) / 86_400.0 * 1000.0).round() / 1000.0)
+    });
+    gauge_family(&mut out, inner, &REVOKED, |e| {
+        e.meta.revoked_at.map(|t| t as f64)
+    });
+    gauge_family(&mut out, inner, &SUCCESS, |e| {
+        e.status.probe_success.map(bool_value)
+    });
+    gauge_family(&mut out, inner, &LAST_PROBE, |e| e.status.last_probe);
+    gauge_family(&mut out, inner, &LAST_VALID, |e| e.status.last_valid);
+    gauge_family(&mut out, inner, &DURATION, |e| e.status.last_duration);
+    gauge_family(&mut out, inner, &INTERVAL, |e| {
+        Some(e.meta.probe_interval.as_secs_f64())
+    });
+
+    if !inner.tokens.is_empty() {
+        header(&mut out, &PROBES);
+        for e in inner.tokens.values() {
+            for kind in OutcomeKind::ALL {
+                out.push_str(PROBES.name);
+                token_labels(&mut out, e);
+                let _ = writeln!(
+                    out,
+                    ",result=\"{}\"}} {}",
+                    kind.as_str(),
+                    e.status.results[kind.index()]
+                );
+            }
+        }
+        // Only reasons that happened: initialising 7 reasons x N tokens would dominate the
+        // body; alerts use probe_success, not these counters.
+        let any_errors = inner
+            .tokens
+            .values()
+            .any(|e| e.status.errors.iter().any(|&n| n > 0));
+        if any_errors {
+            header(&mut out, &ERRORS);
+            for e in inner.tokens.values() {
+                for reason in ErrorReason::ALL {
+                    let n = e.status.errors[reason.index()];
+                    if n == 0 {
+                        continue;
+                    }
+                    out.push_str(ERRORS.name);
+                    token_labels(&mut out, e);
+                    let _ = writeln!(out, ",reason=\"{}\"}} {n}", reason.as_str());
+                }
+            }
+        }
+        header(&mut out, &INFO);
+        for e in inner.tokens.values() {
+            out.push_str(INFO.name);
+            token_labels(&mut out, e);
+            out.push_str(",site=\"");
+            escape_label(&e.meta.site, &mut out);
+            out.push('"');
+            if let Some(id) = &e.status.account_id {
+                out.push_str(",account_id=\"");
+                let cut = id
+                    .char_indices()
+                    .nth(MAX_UPSTREAM_LABEL)
+                    .map_or(id.len(), |(i, _)| i);
+                escape_label(&id[..cut], &mut out);
+                out.push('"');
+            }
+            out.push_str(",expiry_source=\"");
+            out.push_str(e.meta.expiry_source.as_str());
+            out.push('"');
+            for (k, v) in &e.meta.labels {
+                let _ = write!(out, ",{k}=\"");
+                escape_label(v, &mut out);
+                out.push('"');
+            }
+            out.push_str("} 1\n");
+        }
+    }
+
+    let x = &inner.exporter;
+    let _ = writeln!(
+        out,
+        "# HELP apitoken_exporter_build_info Build information; always 1\n# TYPE apitoken_exporter_build_info gauge\napitoken_exporter_build_info{{version=\"{VERSION}\",revision=\"{REVISION}\"}} 1"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP apitoken_exporter_config_last_reload_successful 1 if the last config (re)load succeeded\n# TYPE apitoken_exporter_config_last_reload_successful gauge\napitoken_exporter_config_last_reload_successful {}",
+        u8::from(x.last_reload_successful)
+    );
+    if let Some(t) = x.last_reload_success {
+        out.push_str("# HELP apitoken_exporter_config_last_reload_success_timestamp_seconds Unix time of the last successful config (re)load\n# TYPE apitoken_exporter_config_last_reload_success_timestamp_seconds gauge\napitoken_exporter_config_last_reload_success_timestamp_seconds ");
+        push_value(&mut out, t.floor());
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "# HELP apitoken_exporter_tokens Number of configured tokens\n# TYPE apitoken_exporter_tokens gauge\napitoken_exporter_tokens {}",
+        inner.tokens.len()
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use crate::config::ExpirySource;
+    use crate::provider::{Outcome, Provider};
+    use crate::state::TokenMeta;
+
+    fn store_with(name: &str, labels: &[(&str, &str)], expires_at: Option<i64>) -> Store {
+        let store = Store::new();
+        store.set_tokens(
+            vec![TokenMeta {
+                name: name.into(),
+                provider: Provider::Jira,
+                site: "https://acme.atlassian.net".into(),
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<BTreeMap<_, _>>(),
+                expires_at,
+                expiry_source: ExpirySource::Config,
+                revoked_at: None,
+                probe_interval: Duration::from_secs(300),
+            }],
+            &|_| false,
+        );
+        store
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut s = String::new();
+        escape_label("a\"b\\c\nd", &mut s);
+        assert_eq!(s, "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn unknown_expiry_and_unprobed_tokens_have_no_series() {
+        let store = store_with("t", &[], None);
+        let text = render(&store.read(), 1_000.0);
+        for absent in [
+            "apitoken_valid",
+            "apitoken_expiry_timestamp_seconds",
+            "apitoken_days_until_expiry",
+            "apitoken_probe_success",
+            "apitoken_probe_errors_total",
+        ] {
+            assert!(!text.contains(absent), "{absent} present:\n{text}");
+        }
+        assert!(text
+            .contains("apitoken_probes_total{token=\"t\",provider=\"jira\",result=\"valid\"} 0"));
+        assert!(text.contains("expiry_source=\"config\""));
+    }
+
+    #[test]
+    fn days_until_expiry_is_computed_at_render_time() {
+        let store = store_with("t", &[("team", "a\"b")], Some(864_000));
+        let text = render(&store.read(), 0.0);
+        assert!(
+            text.contains("apitoken_days_until_expiry{token=\"t\",provider=\"jira\"} 10\n"),
+            "{text}"
+        );
+        let text = render(&store.read(), 864_000.0 + 43_200.0);
+        assert!(
+            text.contains("apitoken_days_until_expiry{token=\"t\",provider=\"jira\"} -0.5\n"),
+            "{text}"
+        );
+        assert!(text.contains("team=\"a\\\"b\""), "{text}");
+    }
+
+    #[test]
+    fn conclusive_outcomes_set_the_three_gauges() {
+        let store = store_with("t", &[], None);
+        let g = store.read().tokens["t"].generation;
+        store.record(
+            "t",
+            g,
+            &Outcome::Anonymous { detail: "x".into() },
+            Duration::ZERO,
+        );
+        let text = render(&store.read(), 0.0);
+        assert!(text.contains("apitoken_valid{token=\"t\",provider=\"jira\"} 0\n"));
+        assert!(text.contains("apitoken_anonymous_fallback{token=\"t\",provider=\"jira\"} 1\n"));
+        assert!(text.contains("apitoken_identity_mismatch{token=\"t\",provider=\"jira\"} 0\n"));
+        assert!(text.contains("result=\"anonymous\"} 1\n"));
+    }
+
+    #[test]
+    fn cache_rerenders_on_change() {
+        let store = store_with("t", &[], None);
+        let cache = MetricsCache::new();
+        let a = cache.get(&store);
+        assert!(a
+            .plain
+            .starts_with(b"# HELP apitoken_probe_interval_seconds"));
+        assert!(!a.gzip.is_empty());
+        store.set_tokens(vec![], &|_| false);
+        let b = cache.get(&store);
+        assert!(!String::from_utf8_lossy(&b.plain).contains("token=\"t\""));
+    }
+}

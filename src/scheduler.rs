@@ -1,0 +1,305 @@
+//! Runs every token's probe on its interval: first probes jittered over the interval, a
+//! global concurrency limit, a per-probe timeout, `Retry-After` back-off. Writes results
+//! into the [`Store`]. `apply` diffs a new config against the running one, so a reload keeps
+//! the schedule of tokens whose probe settings did not change.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, TokenConfig};
+use crate::http::HttpClient;
+use crate::provider::{self, Outcome, ProbeTarget};
+use crate::secret::SecretReader;
+use crate::state::{Health, Store, TokenMeta, Transition};
+
+/// New or changed tokens after a reload are probed within this window ("promptly"),
+/// still spread out so a reload of 10,000 tokens is not a thundering herd.
+pub const RELOAD_SPREAD: Duration = Duration::from_secs(5);
+
+/// How first probes are spread out.
+#[derive(Debug, Clone, Copy)]
+pub enum Spread {
+    /// Over each token's whole interval (start-up, per SPEC §4).
+    Interval,
+    /// Over at most this window (reloads, the demo).
+    Within(Duration),
+}
+
+struct Task {
+    token: TokenConfig,
+    handle: JoinHandle<()>,
+}
+
+pub struct Scheduler {
+    store: Arc<Store>,
+    client: HttpClient,
+    semaphore: Arc<Semaphore>,
+    permits: usize,
+    tasks: HashMap<String, Task>,
+}
+
+impl Scheduler {
+    pub fn new(store: Arc<Store>, client: HttpClient) -> Self {
+        Self {
+            store,
+            client,
+            semaphore: Arc::new(Semaphore::new(0)),
+            permits: 0,
+            tasks: HashMap::new(),
+        }
+    }
+
+    /// Makes the running probes match `config`. Must be called inside a tokio runtime.
+    pub fn apply(&mut self, config: &Config, spread: Spread) {
+        self.resize(config.global.max_concurrency);
+
+        let unchanged = |t: &TokenConfig| {
+            self.tasks
+                .get(&t.name)
+                .is_some_and(|task| task.token.probe_settings() == t.probe_settings())
+        };
+        let restart: HashMap<&str, bool> = config
+            .tokens
+            .iter()
+            .map(|t| (t.name.as_str(), !unchanged(t)))
+            .collect();
+        let generations = self.store.set_tokens(
+            config.tokens.iter().map(TokenMeta::from).collect(),
+            &|name| restart.get(name).copied().unwrap_or(true),
+        );
+
+        let mut old = std::mem::take(&mut self.tasks);
+        for token in &config.tokens {
+            let keep = !restart.get(token.name.as_str()).copied().unwrap_or(true);
+            if let (true, Some(mut task)) = (keep, old.remove(&token.name)) {
+                task.token = token.clone();
+                self.tasks.insert(token.name.clone(), task);
+                continue;
+            }
+            if let Some(task) = old.remove(&token.name) {
+                task.handle.abort();
+            }
+            let Some(&generation) = generations.get(&token.name) else {
+                continue;
+            };
+            let window = match spread {
+                Spread::Interval => token.probe_interval,
+                Spread::Within(w) => w.min(token.probe_interval),
+            };
+            let first = jitter(window);
+            let ctx = ProbeCtx {
+                token: token.clone(),
+                secret: SecretReader::new(token.secret.clone()),
+                generation,
+                store: self.store.clone(),
+                client: self.client.clone(),
+                semaphore: self.semaphore.clone(),
+            };
+            let handle = tokio::spawn(run(ctx, first));
+            self.tasks.insert(
+                token.name.clone(),
+                Task {
+                    token: token.clone(),
+                    handle,
+                },
+            );
+        }
+        for (_, task) in old {
+            task.handle.abort();
+        }
+    }
+
+    fn resize(&mut self, permits: usize) {
+        if permits > self.permits {
+            self.semaphore.add_permits(permits - self.permits);
+        } else if permits < self.permits {
+            // Permits held by running probes are forgotten as they come back.
+            let gone = self.semaphore.forget_permits(self.permits - permits);
+            let missing = self.permits - permits - gone;
+            if missing > 0 {
+                let sem = self.semaphore.clone();
+                tokio::spawn(async move {
+                    if let Ok(p) = sem.acquire_many(missing as u32).await {
+                        p.forget();
+                    }
+                });
+            }
+        }
+        self.permits = permits;
+    }
+
+    /// Stops every probe loop (in-flight probes are cancelled).
+    pub fn stop(&mut self) {
+        for (_, task) in self.tasks.drain() {
+            task.handle.abort();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn jitter(window: Duration) -> Duration {
+    if window.is_zero() {
+        return Duration::ZERO;
+    }
+    let ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(rand::rng().random_range(0..ms.max(1)))
+}
+
+struct ProbeCtx {
+    token: TokenConfig,
+    secret: SecretReader,
+    generation: u64,
+    store: Arc<Store>,
+    client: HttpClient,
+    semaphore: Arc<Semaphore>,
+}
+
+async fn run(ctx: ProbeCtx, first: Duration) {
+    tokio::time::sleep(first).await;
+    loop {
+        let wait = {
+            let Ok(_permit) = ctx.semaphore.acquire().await else {
+                return; // semaphore closed: shutting down
+            };
+            let (outcome, took) = probe_token(&ctx.client, &ctx.token, &ctx.secret).await;
+            if let Some(t) = ctx
+                .store
+                .record(&ctx.token.name, ctx.generation, &outcome, took)
+            {
+                log_transition(&ctx.token, &outcome, &t);
+            }
+            next_delay(&outcome, ctx.token.probe_interval)
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// One probe of one token with its timeout, as `check` and the scheduler both need it.
+pub async fn probe_token(
+    client: &HttpClient,
+    token: &TokenConfig,
+    secret: &SecretReader,
+) -> (Outcome, Duration) {
+    let started = Instant::now();
+    let outcome = match secret.read() {
+        Err(e) => Outcome::credential_unavailable(&e),
+        Ok(secret) => {
+            let target = ProbeTarget {
+                provider: token.provider,
+                site: &token.site,
+                email: token.email.as_deref(),
+                expected_account_id: token.expected_account_id.as_deref(),
+                secret: &secret,
+            };
+            tokio::time::timeout(token.probe_timeout, provider::probe(client, &target))
+                .await
+                .unwrap_or_else(|_| Outcome::timeout(token.probe_timeout))
+        }
+    };
+    (outcome, started.elapsed())
+}
+
+/// The next probe waits the interval, or longer when the server asked for it.
+fn next_delay(outcome: &Outcome, interval: Duration) -> Duration {
+    match outcome {
+        Outcome::Error(e) => e.retry_after.map_or(interval, |ra| ra.max(interval)),
+        _ => interval,
+    }
+}
+
+fn log_transition(token: &TokenConfig, outcome: &Outcome, t: &Transition) {
+    let (name, provider) = (token.name.as_str(), token.provider.as_str());
+    if t.before != t.after {
+        let detail = match outcome {
+            Outcome::Anonymous { detail } => detail.clone(),
+            Outcome::Rejected { status } => format!("HTTP {status}"),
+            Outcome::Mismatch { account_id } => format!("authenticated as account {account_id}"),
+            _ => String::new(),
+        };
+        if t.after == Health::Valid {
+            tracing::info!(
+                token = name,
+                provider,
+                from = t.before.as_str(),
+                "token is valid"
+            );
+        } else {
+            let msg = if t.before == Health::Valid {
+                "token is no longer valid"
+            } else {
+                "token is not valid"
+            };
+            tracing::warn!(
+                token = name,
+                provider,
+                from = t.before.as_str(),
+                to = t.after.as_str(),
+                detail = detail.as_str(),
+                "{msg}"
+            );
+        }
+    }
+    match outcome {
+        Outcome::Error(e) if !t.was_failing => tracing::warn!(
+            token = name,
+            provider,
+            reason = e.reason.as_str(),
+            detail = e.detail.as_str(),
+            "probe failing; keeping the last conclusive state"
+        ),
+        Outcome::Error(_) => {}
+        _ if t.was_failing => tracing::info!(token = name, provider, "probe recovered"),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::FetchError;
+    use crate::provider::ErrorReason;
+
+    #[test]
+    fn retry_after_extends_but_never_shortens_the_interval() {
+        let interval = Duration::from_secs(60);
+        let mut e = FetchError::new(ErrorReason::RateLimited, "HTTP 429");
+        e.retry_after = Some(Duration::from_secs(600));
+        assert_eq!(
+            next_delay(&Outcome::Error(e.clone()), interval),
+            Duration::from_secs(600)
+        );
+        e.retry_after = Some(Duration::from_secs(5));
+        assert_eq!(next_delay(&Outcome::Error(e), interval), interval);
+        assert_eq!(
+            next_delay(&Outcome::Rejected { status: 401 }, interval),
+            interval
+        );
+    }
+
+    #[test]
+    fn jitter_stays_inside_the_window() {
+        let w = Duration::from_secs(10);
+        for _ in 0..1000 {
+            assert!(jitter(w) < w);
+        }
+        assert_eq!(jitter(Duration::ZERO), Duration::ZERO);
+    }
+}

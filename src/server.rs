@@ -1,0 +1,227 @@
+//! HTTP endpoints (SPEC §6). The server owns no state: it reads the [`Store`] and hands
+//! reload requests to whoever owns the scheduler.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::{MetricsCache, CONTENT_TYPE};
+use crate::state::{unix_now, Health, Store, TokenEntry};
+
+/// A reload request: the answer is `Err(error text)` when the new config was refused.
+pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub metrics: Arc<MetricsCache>,
+    pub reload: Option<mpsc::Sender<ReloadRequest>>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(status_page))
+        .route("/metrics", get(metrics))
+        .route("/-/healthy", get(|| async { "OK\n" }))
+        .route("/-/ready", get(ready))
+        .route("/-/reload", axum::routing::post(reload))
+        .with_state(state)
+}
+
+async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let rendered = s.metrics.get(&s.store);
+    let wants_gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(accepts_gzip);
+    let mut resp = if wants_gzip {
+        let mut r = rendered.gzip.into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        r
+    } else {
+        rendered.plain.into_response()
+    };
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    resp.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    resp
+}
+
+/// `gzip` listed without `q=0`.
+fn accepts_gzip(value: &str) -> bool {
+    value.split(',').any(|part| {
+        let mut it = part.split(';');
+        let coding = it.next().unwrap_or("").trim();
+        let refused = it.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q == 0.0)
+        });
+        (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+    })
+}
+
+async fn ready(State(s): State<AppState>) -> Response {
+    if s.store.read().exporter.ready {
+        (StatusCode::OK, "OK\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "config not loaded\n").into_response()
+    }
+}
+
+async fn reload(State(s): State<AppState>) -> Response {
+    let Some(tx) = s.reload else {
+        return (
+            StatusCode::NOT_FOUND,
+            "reload is not available in this mode\n",
+        )
+            .into_response();
+    };
+    let (answer_tx, answer_rx) = oneshot::channel();
+    if tx.send(answer_tx).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    match answer_rx.await {
+        Ok(Ok(())) => (StatusCode::OK, "config reloaded\n").into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
+    }
+}
+
+pub fn escape_html(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn age(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    match s {
+        0..=119 => format!("{s}s ago"),
+        120..=7199 => format!("{}m ago", s / 60),
+        _ => format!("{}h ago", s / 3600),
+    }
+}
+
+/// The state shown on the page: (css class, text).
+fn display_state(e: &TokenEntry, now: f64) -> (&'static str, String) {
+    let expired = e.meta.expires_at.is_some_and(|t| (t as f64) < now);
+    let base = match e.status.health() {
+        Health::Valid if expired => ("bad", "valid but past its expiry date".to_string()),
+        Health::Valid if e.meta.revoked_at.is_some() => {
+            ("bad", "revoked but still accepted".to_string())
+        }
+        Health::Valid => ("ok", "valid".to_string()),
+        Health::Pending if e.status.probe_success == Some(false) => {
+            ("unknown", "unknown (probe failing)".to_string())
+        }
+        Health::Pending => ("unknown", "pending first probe".to_string()),
+        Health::Mismatch => ("warn", "identity mismatch".to_string()),
+        Health::Anonymous => ("bad", "anonymous fallback".to_string()),
+        Health::Rejected if expired => ("bad", "expired".to_string()),
+        Health::Rejected => ("bad", "rejected".to_string()),
+    };
+    base
+}
+
+async fn status_page(State(s): State<AppState>) -> Html<String> {
+    Html(render_status_page(&s.store))
+}
+
+pub fn render_status_page(store: &Store) -> String {
+    let inner = store.read();
+    let now = unix_now();
+    let mut out = String::with_capacity(2048 + inner.tokens.len() * 400);
+    out.push_str(concat!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
+        "<title>apitoken-exporter</title><style>",
+        "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem;color:#1d2330;background:#fafbfc}",
+        "h1{font-size:1.4rem;margin:0 0 .3rem}p.sub{color:#5e6c84;margin:0 0 1.2rem}",
+        "table{border-collapse:collapse;width:100%;background:#fff;box-shadow:0 1px 2px rgba(0,0,0,.08)}",
+        "th,td{text-align:left;padding:.45rem .7rem;border-bottom:1px solid #e4e7ec;font-size:.92rem}",
+        "th{background:#f1f3f6;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}",
+        ".st{display:inline-block;padding:.1rem .5rem;border-radius:.7rem;font-weight:600;font-size:.82rem}",
+        ".ok{background:#e3fcef;color:#006644}.warn{background:#fff4e0;color:#974f0c}",
+        ".bad{background:#ffebe6;color:#bf2600}.unknown{background:#ebecf0;color:#42526e}",
+        "code{font-size:.85rem;color:#5e6c84}a{color:#0052cc}",
+        "</style></head><body>\n<h1>apitoken-exporter</h1>\n"
+    ));
+    let _ = write!(
+        out,
+        "<p class=\"sub\">{} token(s) watched &middot; <a href=\"/metrics\">/metrics</a> &middot; <a href=\"/-/healthy\">health</a> &middot; version {}</p>\n",
+        inner.tokens.len(),
+        crate::metrics::VERSION
+    );
+    out.push_str("<table>\n<thead><tr><th>Token</th><th>Provider</th><th>State</th><th>Days to expiry</th><th>Last probe</th><th>Last error</th></tr></thead>\n<tbody>\n");
+    for e in inner.tokens.values() {
+        let (class, text) = display_state(e, now);
+        out.push_str("<tr><td>");
+        escape_html(&e.meta.name, &mut out);
+        let _ = write!(out, "<br><code>");
+        escape_html(&e.meta.site, &mut out);
+        let _ = write!(
+            out,
+            "</code></td><td>{}</td><td><span class=\"st {class}\">",
+            e.meta.provider.as_str()
+        );
+        escape_html(&text, &mut out);
+        out.push_str("</span></td><td class=\"num\">");
+        match e.meta.expires_at {
+            Some(t) => {
+                let days = (t as f64 - now) / 86_400.0;
+                let _ = write!(out, "{days:.1}");
+            }
+            None => out.push_str("unknown"),
+        }
+        out.push_str("</td><td>");
+        match e.status.last_probe {
+            Some(t) => out.push_str(&age(now - t)),
+            None => out.push_str("never"),
+        }
+        out.push_str("</td><td>");
+        if let Some((reason, detail)) = &e.status.last_error {
+            let _ = write!(out, "<strong>{}</strong> ", reason.as_str());
+            escape_html(detail, &mut out);
+        }
+        out.push_str("</td></tr>\n");
+    }
+    out.push_str("</tbody></table>\n</body></html>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_negotiation() {
+        assert!(accepts_gzip("gzip"));
+        assert!(accepts_gzip("deflate, gzip;q=0.5"));
+        assert!(!accepts_gzip("gzip;q=0"));
+        assert!(!accepts_gzip("identity"));
+    }
+
+    #[test]
+    fn html_is_escaped() {
+        let mut s = String::new();
+        escape_html("<script>\"x\"&'", &mut s);
+        assert_eq!(s, "&lt;script&gt;&quot;x&quot;&amp;&#39;");
+    }
+}
