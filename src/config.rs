@@ -184,7 +184,8 @@ impl Config {
         let raw: RawConfig = if text.trim().is_empty() {
             RawConfig::default()
         } else {
-            serde_yaml::from_str(text).map_err(|e| vec![yaml_error(&e)])?
+            serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text))
+                .map_err(|e| vec![yaml_error(&e)])?
         };
         raw.validate()
     }
@@ -214,14 +215,34 @@ impl Config {
     }
 }
 
-/// serde_yaml already writes `path: message at line L column C`; the document root's path
-/// `.` is dropped by it. We keep the message verbatim: it names the field and position.
-fn yaml_error(e: &serde_yaml::Error) -> String {
-    let msg = e.to_string();
-    if e.location().is_none() {
+/// Names the exact field (`tokens[2].expires_at`) with serde_path_to_error, keeps
+/// serde_yaml's message and position. serde_yaml prefixes its message with the *parent*
+/// path for errors raised inside a field's type; that prefix is replaced by the full path.
+fn yaml_error(e: &serde_path_to_error::Error<serde_yaml::Error>) -> String {
+    let inner = e.inner();
+    let msg = inner.to_string();
+    if inner.location().is_none() {
         return format!("invalid YAML: {msg}");
     }
-    msg
+    let path = e.path().to_string();
+    let msg = match msg.split_once(": ") {
+        Some((prefix, rest)) if !prefix.contains(' ') => rest.to_string(),
+        _ => msg,
+    };
+    if path == "." || path.is_empty() {
+        format!("invalid YAML: {msg}")
+    } else if msg.starts_with("unknown field") || msg.starts_with("missing field") {
+        // The path already ends at the offending key's parent plus the key itself.
+        let parent = path.rsplit_once('.').map_or(path.as_str(), |(p, _)| p);
+        let parent = if msg.starts_with("missing field") {
+            path.as_str()
+        } else {
+            parent
+        };
+        format!("{parent}: {msg}")
+    } else {
+        format!("{path}: {msg}")
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -171,17 +171,21 @@ fn classify(e: &reqwest::Error, host: &str) -> FetchError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = e.source();
     let mut io_kind = None;
     while let Some(err) = source {
-        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
-            return FetchError::new(ErrorReason::Tls, format!("TLS failure with {host}: {tls}"));
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        // io::Error::source() skips the error it wraps, so look inside explicitly: hyper
+        // wraps rustls' error in two layers of io::Error.
+        let mut inner: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(cur) = inner {
+            if let Some(tls) = cur.downcast_ref::<rustls::Error>() {
                 return FetchError::new(
                     ErrorReason::Tls,
                     format!("TLS failure with {host}: {tls}"),
                 );
             }
-            io_kind.get_or_insert(io.kind());
+            inner = cur.downcast_ref::<std::io::Error>().and_then(|io| {
+                io_kind.get_or_insert(io.kind());
+                io.get_ref()
+                    .map(|i| i as &(dyn std::error::Error + 'static))
+            });
         }
         let text = err.to_string();
         if text.contains("dns error") || text.contains("failed to lookup address") {

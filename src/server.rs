@@ -122,7 +122,7 @@ fn age(secs: f64) -> String {
 /// The state shown on the page: (css class, text).
 fn display_state(e: &TokenEntry, now: f64) -> (&'static str, String) {
     let expired = e.meta.expires_at.is_some_and(|t| (t as f64) < now);
-    let base = match e.status.health() {
+    match e.status.health() {
         Health::Valid if expired => ("bad", "valid but past its expiry date".to_string()),
         Health::Valid if e.meta.revoked_at.is_some() => {
             ("bad", "revoked but still accepted".to_string())
@@ -136,8 +136,7 @@ fn display_state(e: &TokenEntry, now: f64) -> (&'static str, String) {
         Health::Anonymous => ("bad", "anonymous fallback".to_string()),
         Health::Rejected if expired => ("bad", "expired".to_string()),
         Health::Rejected => ("bad", "rejected".to_string()),
-    };
-    base
+    }
 }
 
 async fn status_page(State(s): State<AppState>) -> Html<String> {
@@ -163,9 +162,9 @@ pub fn render_status_page(store: &Store) -> String {
         "code{font-size:.85rem;color:#5e6c84}a{color:#0052cc}",
         "</style></head><body>\n<h1>apitoken-exporter</h1>\n"
     ));
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<p class=\"sub\">{} token(s) watched &middot; <a href=\"/metrics\">/metrics</a> &middot; <a href=\"/-/healthy\">health</a> &middot; version {}</p>\n",
+        "<p class=\"sub\">{} token(s) watched &middot; <a href=\"/metrics\">/metrics</a> &middot; <a href=\"/-/healthy\">health</a> &middot; version {}</p>",
         inner.tokens.len(),
         crate::metrics::VERSION
     );

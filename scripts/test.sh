@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The project's one test command (README, .ci/run): installs the tools the tests need,
+# then runs every suite. Any failure fails the whole run; nothing is skipped when a tool
+# is missing (the install step fails instead).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing test tools (Debian packages)"
+bash scripts/install-test-deps.sh
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --locked --all-targets -- -D warnings
+
+step "cargo build"
+cargo build --locked
+
+step "cargo test"
+cargo test --locked --no-fail-fast
+
+step "alert rules and dashboards (promtool check/test rules, dashboard structure)"
+bash alerts/check.sh
+
+for t in tests/e2e/*.sh; do
+  step "end-to-end: $t"
+  APITOKEN_EXPORTER_BIN="$PWD/target/debug/apitoken_exporter" bash "$t"
+done
+
+step "all test suites passed"

@@ -1,0 +1,341 @@
+//! Command-line behaviour: start-up config errors, `--config.check`, `check`, reload,
+//! SIGHUP and graceful shutdown.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use apitoken_exporter::simulator::Behaviour;
+use common::*;
+
+const EMAIL: &str = "svc@acme.example";
+
+#[test]
+fn broken_config_at_start_up_exits_1_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "global:\n  probe_interval: soon\n",
+            "global.probe_interval: invalid duration \"soon\"",
+        ),
+        (
+            "tokens:\n  - name: a\n    provider: jira\n    sight: https://x\n",
+            "tokens[0]: unknown field `sight`",
+        ),
+        (
+            "tokens:\n  - {name: a, provider: jira, site: \"http://x\", email: e, token_env: X}\n",
+            "tokens[0] (a).site: http:// would send credentials in clear text",
+        ),
+        (
+            "tokens: [\n",
+            "did not find expected node content at line 2",
+        ),
+    ];
+    for (yaml, expected) in cases {
+        let path = write(dir.path(), "bad.yaml", yaml);
+        let (code, _out, err) = run_cli(
+            &[
+                &format!("--config.file={}", path.display()),
+                "--web.listen-address=127.0.0.1:0",
+            ],
+            &[],
+        );
+        assert_eq!(code, 1, "{yaml}: {err}");
+        assert!(err.contains(expected), "expected {expected:?} in:\n{err}");
+        assert!(err.contains("bad.yaml"), "error must name the file:\n{err}");
+    }
+}
+
+#[test]
+fn config_check_reports_ok_or_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(
+        dir.path(),
+        "good.yaml",
+        "tokens:\n  - {name: a, provider: jira, site: \"https://acme.atlassian.net\", email: e@x, token_env: CHECK_A}\n",
+    );
+    let arg = format!("--config.file={}", good.display());
+    let (code, out, err) = run_cli(&["--config.check", &arg], &[("CHECK_A", "ATATT3xVALUE")]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("OK"), "{out}");
+    // A missing secret source is a --config.check failure (the exporter would tolerate it).
+    let (code, _out, err) = run_cli(&["--config.check", &arg], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("tokens[0] (a): environment variable CHECK_A is not set"),
+        "{err}"
+    );
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        "tokens:\n  - {name: a, provider: jira, email: e, token_env: X}\n  - {name: a, provider: bitbucket, token_file: /nonexistent}\n",
+    );
+    let (code, _out, err) = run_cli(
+        &[
+            "--config.check",
+            &format!("--config.file={}", bad.display()),
+        ],
+        &[],
+    );
+    assert_eq!(code, 1);
+    for needle in [
+        "3 problems",
+        "tokens[0] (a).site: required for provider jira",
+        "tokens[1] (a).name: duplicate token name",
+        "tokens[1] (a).email: required for provider bitbucket",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?}:\n{err}");
+    }
+}
+
+#[test]
+fn shipped_config_yaml_passes_config_check() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let text = std::fs::read_to_string(format!("{root}/config.yaml")).unwrap();
+    // Provide every env var the example names, so the check covers the schema.
+    let vars: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let rest = l
+                .strip_prefix("token_env:")
+                .or_else(|| l.strip_prefix("api_key_env:"))?;
+            Some((rest.trim().to_string(), "dummy".to_string()))
+        })
+        .collect();
+    assert!(!vars.is_empty());
+    let env: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (code, out, err) = run_cli(
+        &[
+            "--config.check",
+            &format!("--config.file={root}/config.yaml"),
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_probes_once_and_sets_the_exit_code() {
+    let sim = simulator(&[
+        (
+            "ATATT3xCHECKgood",
+            cred("acc-good", EMAIL, Behaviour::Valid),
+        ),
+        ("ATATT3xCHECKdead", cred("acc-dead", EMAIL, Behaviour::Dead)),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let all_valid = write(
+        dir.path(),
+        "valid.yaml",
+        &config_yaml(
+            "",
+            &[token_yaml("good", "jira", &sim.base_url(), EMAIL, "G")],
+        ),
+    );
+    let mixed = write(
+        dir.path(),
+        "mixed.yaml",
+        &config_yaml(
+            "",
+            &[
+                token_yaml("good", "jira", &sim.base_url(), EMAIL, "G"),
+                token_yaml("dead", "jira", &sim.base_url(), EMAIL, "D"),
+            ],
+        ),
+    );
+    let env = [("G", "ATATT3xCHECKgood"), ("D", "ATATT3xCHECKdead")];
+    let bin_args = |p: &std::path::Path, json: bool| {
+        let mut v = vec![
+            "check".to_string(),
+            format!("--config.file={}", p.display()),
+        ];
+        if json {
+            v.push("--output=json".into());
+        }
+        v
+    };
+    let run = move |args: Vec<String>| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_cli(&refs, &env)
+    };
+    let (code, out, _) = tokio::task::spawn_blocking({
+        let a = bin_args(&all_valid, false);
+        move || run(a)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("TOKEN") && out.contains("good") && out.contains("valid"),
+        "{out}"
+    );
+
+    let (code, out, _) = tokio::task::spawn_blocking({
+        let a = bin_args(&mixed, true);
+        move || run(a)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 1, "{out}");
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows[0]["token"], "good");
+    assert_eq!(rows[0]["outcome"], "valid");
+    assert_eq!(rows[1]["token"], "dead");
+    assert_eq!(rows[1]["outcome"], "anonymous");
+
+    let broken = write(dir.path(), "broken.yaml", "global: {nope: 1}\n");
+    let (code, _, err) = tokio::task::spawn_blocking({
+        let a = bin_args(&broken, false);
+        move || run(a)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("unknown field `nope`"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_applies_good_configs_and_refuses_broken_ones() {
+    let sim = simulator(&[("ATATT3xRELOAD", cred("acc", EMAIL, Behaviour::Valid))]).await;
+    let base = sim.base_url();
+    let one = config_yaml(
+        "  probe_interval: 1s\n",
+        &[token_yaml("keep", "jira", &base, EMAIL, "S")],
+    );
+    let e = Exporter::start(&one, &[("S", "ATATT3xRELOAD")]);
+    e.wait_for(Duration::from_secs(10), "keep valid", |m| {
+        m.get("apitoken_valid", "keep", &[]) == Some(1.0)
+    })
+    .await;
+    let client = reqwest::Client::new();
+
+    // GET is not allowed.
+    let r = client
+        .get(format!("{}/-/reload", e.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+
+    // Broken config: 500 with the error text, old config keeps running.
+    e.write_config("tokens:\n  - name: keep\n    provider: jira\n    bogus: 1\n");
+    let r = client
+        .post(format!("{}/-/reload", e.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 500);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("unknown field `bogus`"), "{body}");
+    let m = e.metrics().await;
+    assert_eq!(m.get("apitoken_valid", "keep", &[]), Some(1.0));
+    assert!(m
+        .0
+        .contains("apitoken_exporter_config_last_reload_successful 0"));
+    assert!(e.output().contains("configuration reload failed"));
+
+    // Good config: a new token appears promptly, the kept one keeps its counters.
+    let before = m.probes("keep", "valid");
+    let two = config_yaml(
+        "  probe_interval: 1s\n",
+        &[
+            token_yaml("keep", "jira", &base, EMAIL, "S"),
+            token_yaml("added", "confluence", &base, EMAIL, "S"),
+        ],
+    );
+    e.write_config(&two);
+    let r = client
+        .post(format!("{}/-/reload", e.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let m = e
+        .wait_for(Duration::from_secs(10), "added valid", |m| {
+            m.get("apitoken_valid", "added", &[]) == Some(1.0)
+        })
+        .await;
+    assert!(
+        m.probes("keep", "valid") >= before,
+        "kept token lost its state"
+    );
+    assert!(m
+        .0
+        .contains("apitoken_exporter_config_last_reload_successful 1"));
+    assert!(m.0.contains("apitoken_exporter_tokens 2"));
+
+    // SIGHUP reload removing a token: its series disappear.
+    e.write_config(&config_yaml(
+        "  probe_interval: 1s\n",
+        &[token_yaml("added", "confluence", &base, EMAIL, "S")],
+    ));
+    e.signal("HUP");
+    let m = e
+        .wait_for(Duration::from_secs(10), "keep removed", |m| {
+            !m.0.contains("token=\"keep\"")
+        })
+        .await;
+    assert!(m.0.contains("apitoken_exporter_tokens 1"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_shuts_down_gracefully_with_exit_0() {
+    let sim = simulator(&[(
+        "ATATT3xTERM",
+        cred(
+            "acc",
+            EMAIL,
+            Behaviour::Slow {
+                delay: Duration::from_secs(30),
+            },
+        ),
+    )])
+    .await;
+    let mut e = Exporter::start(
+        &config_yaml(
+            "  probe_interval: 1s\n  probe_timeout: 60s\n",
+            &[token_yaml("t", "jira", &sim.base_url(), EMAIL, "S")],
+        ),
+        &[("S", "ATATT3xTERM")],
+    );
+    // Let a probe get stuck in flight, then ask the process to stop.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    e.signal("TERM");
+    let status = tokio::task::spawn_blocking(move || {
+        let s = e.wait_exit(Duration::from_secs(10));
+        (s, e.output())
+    })
+    .await
+    .unwrap();
+    let (s, output) = status;
+    let s = s.expect("exporter did not exit within 10 s of SIGTERM");
+    assert!(s.success(), "exit status {s:?}\n{output}");
+    assert!(output.contains("shutting down"), "{output}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn endpoints_and_unknown_paths() {
+    let e = Exporter::start(&config_yaml("", &[]), &[]);
+    assert_eq!(e.get("/-/healthy").await.0, 200);
+    assert_eq!(e.get("/-/ready").await.0, 200);
+    assert_eq!(e.get("/nope").await.0, 404);
+    let (status, page) = e.get("/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("href=\"/metrics\""));
+    // gzip as Prometheus asks for it
+    let r = reqwest::Client::builder()
+        .no_gzip()
+        .build()
+        .unwrap()
+        .get(format!("{}/metrics", e.base))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let bytes = r.bytes().await.unwrap();
+    assert_eq!(&bytes[..2], &[0x1f, 0x8b]);
+}
