@@ -11,6 +11,7 @@ REQUIRED=(
   "prometheus:prometheus"
   "prometheus-alertmanager:prometheus-alertmanager"
   "amtool:prometheus-alertmanager"
+  "chromium:chromium"
 )
 
 missing_pkgs=()

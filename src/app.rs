@@ -16,6 +16,7 @@ use crate::scheduler::{probe_token, Scheduler, Spread, RELOAD_SPREAD};
 use crate::secret::SecretReader;
 use crate::server::{router, AppState, ReloadRequest};
 use crate::state::{unix_now, Store};
+use crate::webconfig::{TlsListener, WebConfig};
 
 /// How long shutdown waits for open HTTP connections before exiting anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -39,7 +40,7 @@ async fn bind(addr: &str) -> Result<TcpListener, String> {
 }
 
 /// Runs the exporter until SIGTERM/SIGINT.
-pub async fn run_exporter(config_file: &Path, listen: &str) -> Result<(), String> {
+pub async fn run_exporter(config_file: &Path, listen: &str, web: &WebConfig) -> Result<(), String> {
     let config = Config::load(config_file).map_err(|e| e.to_string())?;
     let listener = bind(listen).await?;
     let store = Arc::new(Store::new());
@@ -53,6 +54,8 @@ pub async fn run_exporter(config_file: &Path, listen: &str) -> Result<(), String
         tokens = config.tokens.len(),
         organizations = config.organizations.len(),
         listen = %listener.local_addr().map_or_else(|_| listen.to_string(), |a| a.to_string()),
+        tls = web.tls.is_some(),
+        basic_auth = web.auth.is_some(),
         "apitoken-exporter started; first probes are spread over each token's interval"
     );
 
@@ -69,7 +72,7 @@ pub async fn run_exporter(config_file: &Path, listen: &str) -> Result<(), String
         metrics: Arc::new(MetricsCache::new()),
         reload: Some(reload_tx),
     };
-    let result = serve(listener, state).await;
+    let result = serve(listener, state, web).await;
     sighup.abort();
     controller.abort(); // drops the scheduler, which cancels in-flight probes
     result
@@ -128,10 +131,31 @@ async fn shutdown_signal() {
     }
 }
 
-/// Serves HTTP until a shutdown signal, then drains connections for a bounded time.
-async fn serve(listener: TcpListener, state: AppState) -> Result<(), String> {
+/// Serves HTTP(S) until a shutdown signal, then drains connections for a bounded time.
+async fn serve(listener: TcpListener, state: AppState, web: &WebConfig) -> Result<(), String> {
+    let mut app = router(state);
+    if let Some(auth) = &web.auth {
+        app = app.layer(axum::middleware::from_fn_with_state(
+            auth.clone(),
+            crate::webconfig::require_auth,
+        ));
+    }
+    match &web.tls {
+        Some(tls) => {
+            let listener = TlsListener::new(listener, tls.clone())
+                .map_err(|e| format!("cannot start TLS listener: {e}"))?;
+            serve_on(listener, app).await
+        }
+        None => serve_on(listener, app).await,
+    }
+}
+
+async fn serve_on<L>(listener: L, app: axum::Router) -> Result<(), String>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let app = router(state);
     let mut server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -325,7 +349,7 @@ fn check_table(rows: &[CheckRow]) -> String {
 }
 
 /// `demo`: the embedded simulator plus the exporter over it, one token in every state.
-pub async fn run_demo(listen: &str) -> Result<(), String> {
+pub async fn run_demo(listen: &str, web: &WebConfig) -> Result<(), String> {
     let listener = bind(listen).await?;
     let (config, _sim) = crate::demo::start().await?;
     let store = Arc::new(Store::new());
@@ -346,7 +370,7 @@ pub async fn run_demo(listen: &str) -> Result<(), String> {
         metrics: Arc::new(MetricsCache::new()),
         reload: None,
     };
-    let result = serve(listener, state).await;
+    let result = serve(listener, state, web).await;
     scheduler.stop();
     result
 }

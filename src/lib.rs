@@ -16,3 +16,4 @@ pub mod secret;
 pub mod server;
 pub mod simulator;
 pub mod state;
+pub mod webconfig;

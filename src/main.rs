@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use apitoken_exporter::app::{self, CheckOutput};
 use apitoken_exporter::logging::{self, LogFormat};
+use apitoken_exporter::webconfig::{self, WebConfig};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -20,6 +21,9 @@ struct Cli {
     /// Address to serve /metrics, / and /-/ endpoints on.
     #[arg(long = "web.listen-address", default_value = ":9877", global = true)]
     listen_address: String,
+    /// Web config in the Prometheus exporter-toolkit format: TLS and basic auth.
+    #[arg(long = "web.config.file", global = true)]
+    web_config_file: Option<PathBuf>,
     /// Log level: debug, info, warn, error.
     #[arg(long = "log.level", default_value = "info", global = true)]
     log_level: String,
@@ -71,10 +75,14 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        let web = match &cli.web_config_file {
+            Some(path) => webconfig::load(path)?,
+            None => WebConfig::default(),
+        };
         match cli.command {
             Some(Command::Check { output }) => Ok(app::run_check(&cli.config_file, output).await),
-            Some(Command::Demo) => app::run_demo(&cli.listen_address).await.map(|()| 0),
-            None => app::run_exporter(&cli.config_file, &cli.listen_address)
+            Some(Command::Demo) => app::run_demo(&cli.listen_address, &web).await.map(|()| 0),
+            None => app::run_exporter(&cli.config_file, &cli.listen_address, &web)
                 .await
                 .map(|()| 0),
         }

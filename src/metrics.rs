@@ -105,7 +105,7 @@ const DURATION: Family = family(
 const INTERVAL: Family = family(
     "apitoken_probe_interval_seconds",
     "gauge",
-    "Configured probe interval of the token in seconds",
+    "Effective probe interval in seconds: the configured interval, or longer while the server asked to back off (Retry-After)",
 );
 const PROBES: Family = family(
     "apitoken_probes_total",
@@ -269,7 +269,11 @@ pub fn render(inner: &Inner, now: f64) -> String {
     gauge_family(&mut out, inner, &LAST_VALID, |e| e.status.last_valid);
     gauge_family(&mut out, inner, &DURATION, |e| e.status.last_duration);
     gauge_family(&mut out, inner, &INTERVAL, |e| {
-        Some(e.meta.probe_interval.as_secs_f64())
+        Some(
+            e.status
+                .effective_interval
+                .unwrap_or(e.meta.probe_interval.as_secs_f64()),
+        )
     });
 
     if !inner.tokens.is_empty() {

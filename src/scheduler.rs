@@ -186,7 +186,7 @@ async fn run(ctx: ProbeCtx, first: Duration) {
             {
                 log_transition(&ctx.token, &outcome, &t);
             }
-            next_delay(&outcome, ctx.token.probe_interval)
+            outcome.next_delay(ctx.token.probe_interval)
         };
         tokio::time::sleep(wait).await;
     }
@@ -215,14 +215,6 @@ pub async fn probe_token(
         }
     };
     (outcome, started.elapsed())
-}
-
-/// The next probe waits the interval, or longer when the server asked for it.
-fn next_delay(outcome: &Outcome, interval: Duration) -> Duration {
-    match outcome {
-        Outcome::Error(e) => e.retry_after.map_or(interval, |ra| ra.max(interval)),
-        _ => interval,
-    }
 }
 
 fn log_transition(token: &TokenConfig, outcome: &Outcome, t: &Transition) {
@@ -283,13 +275,13 @@ mod tests {
         let mut e = FetchError::new(ErrorReason::RateLimited, "HTTP 429");
         e.retry_after = Some(Duration::from_secs(600));
         assert_eq!(
-            next_delay(&Outcome::Error(e.clone()), interval),
+            Outcome::Error(e.clone()).next_delay(interval),
             Duration::from_secs(600)
         );
         e.retry_after = Some(Duration::from_secs(5));
-        assert_eq!(next_delay(&Outcome::Error(e), interval), interval);
+        assert_eq!(Outcome::Error(e).next_delay(interval), interval);
         assert_eq!(
-            next_delay(&Outcome::Rejected { status: 401 }, interval),
+            Outcome::Rejected { status: 401 }.next_delay(interval),
             interval
         );
     }

@@ -79,6 +79,8 @@ pub struct TokenStatus {
     pub results: [u64; OutcomeKind::ALL.len()],
     pub errors: [u64; ErrorReason::ALL.len()],
     pub account_id: Option<String>,
+    /// Seconds until the next probe as decided after the last one (interval or back-off).
+    pub effective_interval: Option<f64>,
     /// The last inconclusive probe's reason and detail (cleared by a conclusive probe).
     pub last_error: Option<(ErrorReason, String)>,
 }
@@ -94,8 +96,15 @@ impl TokenStatus {
         }
     }
 
-    fn apply(&mut self, outcome: &Outcome, finished_at: f64, duration: Duration) {
+    fn apply(
+        &mut self,
+        outcome: &Outcome,
+        finished_at: f64,
+        duration: Duration,
+        interval: Duration,
+    ) {
         self.results[outcome.kind().index()] += 1;
+        self.effective_interval = Some(outcome.next_delay(interval).as_secs_f64());
         self.last_probe = Some(finished_at);
         self.last_duration = Some(duration.as_secs_f64());
         let conclusive = match outcome {
@@ -240,7 +249,9 @@ impl Store {
             }
             let before = entry.status.health();
             let was_failing = entry.status.probe_success == Some(false);
-            entry.status.apply(outcome, finished_at, duration);
+            entry
+                .status
+                .apply(outcome, finished_at, duration, entry.meta.probe_interval);
             Some(Transition {
                 before,
                 after: entry.status.health(),

@@ -156,6 +156,15 @@ impl Outcome {
         }
     }
 
+    /// How long until the next probe: the interval, or longer when the server asked for
+    /// it (`Retry-After`, already clamped). Never shorter than the interval.
+    pub fn next_delay(&self, interval: Duration) -> Duration {
+        match self {
+            Outcome::Error(e) => e.retry_after.map_or(interval, |ra| ra.max(interval)),
+            _ => interval,
+        }
+    }
+
     pub fn timeout(after: Duration) -> Outcome {
         Outcome::Error(FetchError::new(
             ErrorReason::Timeout,
