@@ -39,8 +39,18 @@ async fn bind(addr: &str) -> Result<TcpListener, String> {
         .map_err(|e| format!("cannot listen on {sock}: {e}"))
 }
 
+/// How the exporter runs (from the command line).
+pub struct ExporterOptions {
+    pub config_file: PathBuf,
+    pub listen: String,
+    pub web: WebConfig,
+    /// Poll the config file and reload when its content changes.
+    pub auto_reload: Option<Duration>,
+}
+
 /// Runs the exporter until SIGTERM/SIGINT.
-pub async fn run_exporter(config_file: &Path, listen: &str, web: &WebConfig) -> Result<(), String> {
+pub async fn run_exporter(opts: ExporterOptions) -> Result<(), String> {
+    let (config_file, listen, web) = (opts.config_file.as_path(), opts.listen.as_str(), &opts.web);
     let config = Config::load(config_file).map_err(|e| e.to_string())?;
     let listener = bind(listen).await?;
     let store = Arc::new(Store::new());
@@ -67,6 +77,13 @@ pub async fn run_exporter(config_file: &Path, listen: &str, web: &WebConfig) -> 
         store.clone(),
     ));
     let sighup = tokio::spawn(forward_sighup(reload_tx.clone()));
+    let watcher = opts.auto_reload.map(|every| {
+        tokio::spawn(watch_config(
+            config_file.to_path_buf(),
+            every,
+            reload_tx.clone(),
+        ))
+    });
     let state = AppState {
         store,
         metrics: Arc::new(MetricsCache::new()),
@@ -74,6 +91,9 @@ pub async fn run_exporter(config_file: &Path, listen: &str, web: &WebConfig) -> 
     };
     let result = serve(listener, state, web).await;
     sighup.abort();
+    if let Some(w) = watcher {
+        w.abort();
+    }
     controller.abort(); // drops the scheduler, which cancels in-flight probes
     result
 }
@@ -109,6 +129,34 @@ async fn forward_sighup(tx: mpsc::Sender<ReloadRequest>) {
     };
     while hup.recv().await.is_some() {
         tracing::info!("SIGHUP received, reloading configuration");
+        let (answer, _ignored) = tokio::sync::oneshot::channel();
+        if tx.send(answer).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// `--config.auto-reload-interval`: reloads when the file's content changes. A broken
+/// version is tried once (and reported), not on every tick.
+async fn watch_config(path: PathBuf, every: Duration, tx: mpsc::Sender<ReloadRequest>) {
+    let fingerprint = |p: &Path| {
+        use std::hash::{Hash, Hasher};
+        let bytes = std::fs::read(p).ok()?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        bytes.hash(&mut h);
+        Some(h.finish())
+    };
+    let mut last = fingerprint(&path);
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let now = fingerprint(&path);
+        if now.is_none() || now == last {
+            continue;
+        }
+        last = now;
+        tracing::info!(config = %path.display(), "config file changed, reloading");
         let (answer, _ignored) = tokio::sync::oneshot::channel();
         if tx.send(answer).await.is_err() {
             return;

@@ -35,6 +35,9 @@ struct Cli {
         global = true
     )]
     log_format: LogFormat,
+    /// Reload the config whenever its content changes, checked at this interval (e.g. 30s).
+    #[arg(long = "config.auto-reload-interval", value_parser = parse_interval)]
+    auto_reload_interval: Option<std::time::Duration>,
     /// Validate the config file and its secret sources, print OK or every problem, exit 0/1.
     #[arg(long = "config.check")]
     config_check: bool,
@@ -82,9 +85,14 @@ fn main() -> ExitCode {
         match cli.command {
             Some(Command::Check { output }) => Ok(app::run_check(&cli.config_file, output).await),
             Some(Command::Demo) => app::run_demo(&cli.listen_address, &web).await.map(|()| 0),
-            None => app::run_exporter(&cli.config_file, &cli.listen_address, &web)
-                .await
-                .map(|()| 0),
+            None => app::run_exporter(app::ExporterOptions {
+                config_file: cli.config_file.clone(),
+                listen: cli.listen_address.clone(),
+                web,
+                auto_reload: cli.auto_reload_interval,
+            })
+            .await
+            .map(|()| 0),
         }
     });
     match result {
@@ -95,6 +103,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = apitoken_exporter::config::parse_duration(s)?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err("must be at least 1s".to_string());
+    }
+    Ok(d)
 }
 
 fn exit(code: i32) -> ExitCode {

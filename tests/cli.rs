@@ -339,3 +339,63 @@ async fn endpoints_and_unknown_paths() {
     let bytes = r.bytes().await.unwrap();
     assert_eq!(&bytes[..2], &[0x1f, 0x8b]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_reload_picks_up_a_changed_file_and_tries_a_broken_one_once() {
+    let sim = simulator(&[("ATATT3xAUTO", cred("acc", EMAIL, Behaviour::Valid))]).await;
+    let base = sim.base_url();
+    let e = Exporter::start_with_args(
+        &config_yaml("  probe_interval: 1s\n", &[]),
+        &[("S", "ATATT3xAUTO")],
+        &["--config.auto-reload-interval=1s"],
+    );
+    e.write_config(&config_yaml(
+        "  probe_interval: 1s\n",
+        &[token_yaml("late", "jira", &base, EMAIL, "S")],
+    ));
+    e.wait_for(Duration::from_secs(15), "late token valid", |m| {
+        m.get("apitoken_valid", "late", &[]) == Some(1.0)
+    })
+    .await;
+    e.write_config("global: {probe_interval: never}\n");
+    e.wait_for(Duration::from_secs(10), "reload failure", |m| {
+        m.0.contains("apitoken_exporter_config_last_reload_successful 0")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let out = e.output();
+    assert_eq!(
+        out.matches("configuration reload failed").count(),
+        1,
+        "a broken file must be tried once, not every tick:\n{out}"
+    );
+    // The running config stays.
+    assert_eq!(e.metrics().await.get("apitoken_valid", "late", &[]), Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_log_format_writes_one_json_object_per_line() {
+    let sim = simulator(&[("ATATT3xJSONLOG", cred("acc", EMAIL, Behaviour::Dead))]).await;
+    let e = Exporter::start_with_args(
+        &config_yaml(
+            "  probe_interval: 1s\n",
+            &[token_yaml("t", "jira", &format!("{}/closed", sim.base_url()), EMAIL, "S")],
+        ),
+        &[("S", "ATATT3xJSONLOG")],
+        &["--log.format=json"],
+    );
+    e.wait_for(Duration::from_secs(10), "rejected", |m| {
+        m.get("apitoken_valid", "t", &[]) == Some(0.0)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let out = e.output();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|err| panic!("not JSON: {l}: {err}")))
+        .collect();
+    assert!(lines.iter().any(|v| v["message"] == "token is not valid"
+        && v["token"] == "t"
+        && v["level"] == "WARN"), "{out}");
+    assert!(!out.contains("ATATT3xJSONLOG"));
+}

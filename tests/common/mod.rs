@@ -66,11 +66,17 @@ impl Exporter {
         let out2 = output.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line
+                // logfmt `listen=ADDR` or JSON `"listen":"ADDR"`
+                let addr = line
                     .split_whitespace()
                     .find_map(|w| w.strip_prefix("listen="))
-                {
-                    let _ = tx.send(addr.trim_matches('"').to_string());
+                    .map(|a| a.trim_matches('"').to_string())
+                    .or_else(|| {
+                        let rest = line.split("\"listen\":\"").nth(1)?;
+                        rest.split('"').next().map(str::to_string)
+                    });
+                if let Some(addr) = addr {
+                    let _ = tx.send(addr);
                 }
                 let mut o = out2.lock().unwrap();
                 o.push_str(&line);
