@@ -99,7 +99,9 @@ METRIC_CONTRACT = [
     ('apitoken_valid{token="admin-unreachable"}', None),
     ('apitoken_days_until_expiry{token="admin-unreachable"}', (24, 26)),
     ('apitoken_probe_errors_total{token="admin-unreachable",reason="connect"}', (1, 1e9)),
-    ('apitoken_probe_interval_seconds', (15, 15)),
+    ('apitoken_probe_interval_seconds{token!="bitbucket-ratelimited"}', (15, 15)),
+    # effective interval: backing off for the simulator's Retry-After: 120
+    ('apitoken_probe_interval_seconds{token="bitbucket-ratelimited"}', (120, 120)),
     ('time() - apitoken_last_probe_timestamp_seconds', (-1, 60)),
     ('apitoken_last_valid_timestamp_seconds{token="jira-valid"} - time()', (-60, 1)),
     ('apitoken_probe_duration_seconds', (0, 15)),
