@@ -51,6 +51,8 @@ pub struct ExporterOptions {
 /// Runs the exporter until SIGTERM/SIGINT.
 pub async fn run_exporter(opts: ExporterOptions) -> Result<(), String> {
     let (config_file, listen, web) = (opts.config_file.as_path(), opts.listen.as_str(), &opts.web);
+    // Taken before loading, so a change made right after start-up is never missed.
+    let loaded_fingerprint = fingerprint(config_file);
     let config = Config::load(config_file).map_err(|e| e.to_string())?;
     let listener = bind(listen).await?;
     let store = Arc::new(Store::new());
@@ -81,6 +83,7 @@ pub async fn run_exporter(opts: ExporterOptions) -> Result<(), String> {
         tokio::spawn(watch_config(
             config_file.to_path_buf(),
             every,
+            loaded_fingerprint,
             reload_tx.clone(),
         ))
     });
@@ -138,15 +141,12 @@ async fn forward_sighup(tx: mpsc::Sender<ReloadRequest>) {
 
 /// `--config.auto-reload-interval`: reloads when the file's content changes. A broken
 /// version is tried once (and reported), not on every tick.
-async fn watch_config(path: PathBuf, every: Duration, tx: mpsc::Sender<ReloadRequest>) {
-    let fingerprint = |p: &Path| {
-        use std::hash::{Hash, Hasher};
-        let bytes = std::fs::read(p).ok()?;
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        bytes.hash(&mut h);
-        Some(h.finish())
-    };
-    let mut last = fingerprint(&path);
+async fn watch_config(
+    path: PathBuf,
+    every: Duration,
+    mut last: Option<u64>,
+    tx: mpsc::Sender<ReloadRequest>,
+) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
@@ -162,6 +162,15 @@ async fn watch_config(path: PathBuf, every: Duration, tx: mpsc::Sender<ReloadReq
             return;
         }
     }
+}
+
+/// A hash of the config file's content, to notice changes.
+fn fingerprint(path: &Path) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let bytes = std::fs::read(path).ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    Some(h.finish())
 }
 
 async fn shutdown_signal() {
@@ -198,38 +207,12 @@ async fn serve(listener: TcpListener, state: AppState, web: &WebConfig) -> Resul
     }
 }
 
-async fn serve_on<L>(listener: L, app: axum::Router) -> Result<(), String>
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-{
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
-    tokio::select! {
-        _ = shutdown_signal() => {}
-        r = &mut server => {
-            return match r {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(format!("HTTP server failed: {e}")),
-                Err(e) => Err(format!("HTTP server failed: {e}")),
-            };
-        }
-    }
-    tracing::info!("shutting down");
-    let _ = stop_tx.send(());
-    if tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
-        .await
-        .is_err()
-    {
-        tracing::warn!("open connections did not finish in time; exiting anyway");
-        server.abort();
-    }
+async fn serve_on<L: axum::serve::Listener>(listener: L, app: axum::Router) -> Result<(), String> {
+    let shutdown = async {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+    };
+    crate::serve::serve(listener, app, shutdown, SHUTDOWN_GRACE).await;
     Ok(())
 }
 

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod provider;
 pub mod scheduler;
 pub mod secret;
+pub mod serve;
 pub mod server;
 pub mod simulator;
 pub mod state;
