@@ -370,7 +370,10 @@ async fn auto_reload_picks_up_a_changed_file_and_tries_a_broken_one_once() {
         "a broken file must be tried once, not every tick:\n{out}"
     );
     // The running config stays.
-    assert_eq!(e.metrics().await.get("apitoken_valid", "late", &[]), Some(1.0));
+    assert_eq!(
+        e.metrics().await.get("apitoken_valid", "late", &[]),
+        Some(1.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -379,7 +382,13 @@ async fn json_log_format_writes_one_json_object_per_line() {
     let e = Exporter::start_with_args(
         &config_yaml(
             "  probe_interval: 1s\n",
-            &[token_yaml("t", "jira", &format!("{}/closed", sim.base_url()), EMAIL, "S")],
+            &[token_yaml(
+                "t",
+                "jira",
+                &format!("{}/closed", sim.base_url()),
+                EMAIL,
+                "S",
+            )],
         ),
         &[("S", "ATATT3xJSONLOG")],
         &["--log.format=json"],
@@ -394,8 +403,11 @@ async fn json_log_format_writes_one_json_object_per_line() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|err| panic!("not JSON: {l}: {err}")))
         .collect();
-    assert!(lines.iter().any(|v| v["message"] == "token is not valid"
-        && v["token"] == "t"
-        && v["level"] == "WARN"), "{out}");
+    assert!(
+        lines.iter().any(|v| v["message"] == "token is not valid"
+            && v["token"] == "t"
+            && v["level"] == "WARN"),
+        "{out}"
+    );
     assert!(!out.contains("ATATT3xJSONLOG"));
 }

@@ -82,43 +82,21 @@ async fn retry_after_is_honoured_in_every_form() {
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrency_limit_bounds_in_flight_probes() {
     let n = 8;
-    let secrets: Vec<String> = (0..n).map(|i| format!("ATATT3xSLOW{i}")).collect();
-    let creds: Vec<(&str, _)> = secrets
-        .iter()
-        .map(|s| {
-            (
-                s.as_str(),
-                cred(
-                    "acc",
-                    EMAIL,
-                    Behaviour::Slow {
-                        delay: Duration::from_millis(400),
-                    },
-                ),
-            )
-        })
-        .collect();
-    let sim = simulator(&creds).await;
-    let tokens: Vec<String> = (0..n)
-        .map(|i| {
-            token_yaml(
-                &format!("t{i}"),
-                "jira",
-                &sim.base_url(),
-                EMAIL,
-                &format!("S{i}"),
-            )
-        })
-        .collect();
-    let env: Vec<(String, String)> = secrets
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (format!("S{i}"), s.clone()))
-        .collect();
-    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let sim = simulator(&[]).await;
+    let fleet = Fleet::new(
+        &sim,
+        n,
+        "SLOW",
+        Behaviour::Slow {
+            delay: Duration::from_millis(400),
+        },
+    );
     let e = Exporter::start(
-        &config_yaml("  probe_interval: 1s\n  max_concurrency: 2\n", &tokens),
-        &env_refs,
+        &config_yaml(
+            "  probe_interval: 1s\n  max_concurrency: 2\n",
+            &fleet.tokens,
+        ),
+        &fleet.env(),
     );
     e.wait_for(Duration::from_secs(20), "every token probed twice", |m| {
         (0..n).all(|i| m.probes(&format!("t{i}"), "valid") >= 2.0)
@@ -134,35 +112,18 @@ async fn concurrency_limit_bounds_in_flight_probes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn first_probes_are_spread_over_the_interval() {
     let n = 16;
-    let secrets: Vec<String> = (0..n).map(|i| format!("ATATT3xJITTER{i}")).collect();
-    let creds: Vec<(&str, _)> = secrets
-        .iter()
-        .map(|s| (s.as_str(), cred("acc", EMAIL, Behaviour::Valid)))
-        .collect();
-    let sim = simulator(&creds).await;
-    let tokens: Vec<String> = (0..n)
-        .map(|i| {
-            token_yaml(
-                &format!("t{i}"),
-                "jira",
-                &sim.base_url(),
-                EMAIL,
-                &format!("S{i}"),
-            )
-        })
-        .collect();
-    let env: Vec<(String, String)> = secrets
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (format!("S{i}"), s.clone()))
-        .collect();
-    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let e = Exporter::start(&config_yaml("  probe_interval: 6s\n", &tokens), &env_refs);
+    let sim = simulator(&[]).await;
+    let fleet = Fleet::new(&sim, n, "JITTER", Behaviour::Valid);
+    let e = Exporter::start(
+        &config_yaml("  probe_interval: 6s\n", &fleet.tokens),
+        &fleet.env(),
+    );
     e.wait_for(Duration::from_secs(15), "all first probes", |m| {
         (0..n).all(|i| m.has("apitoken_valid", &format!("t{i}")))
     })
     .await;
-    let firsts: Vec<f64> = secrets
+    let firsts: Vec<f64> = fleet
+        .secrets
         .iter()
         .map(|s| sim.sim.request_offsets_for(s)[0].as_secs_f64())
         .collect();

@@ -1,7 +1,7 @@
 //! Bitbucket Cloud. `/2.0/user` answers 401 for bad credentials; no anonymous fallback has
 //! been reported, but a 200 without any account id is still treated as anonymous.
 
-use super::{is_rejection, str_field, unexpected_status, ProbeTarget, Verdict};
+use super::{get_json, str_field, Answer, ProbeTarget, Verdict};
 use crate::http::{FetchError, HttpClient};
 
 pub(super) const USER: &str = "/2.0/user";
@@ -10,14 +10,10 @@ pub(super) async fn probe(
     client: &HttpClient,
     target: &ProbeTarget<'_>,
 ) -> Result<Verdict, FetchError> {
-    let resp = target.get(client, USER).await?;
-    if is_rejection(&resp) {
-        return Ok(Verdict::Rejected(resp.status.as_u16()));
-    }
-    if !resp.status.is_success() {
-        return Err(unexpected_status(&resp));
-    }
-    let json = resp.json()?;
+    let json = match get_json(client, target, USER).await? {
+        Answer::Refused(status) => return Ok(Verdict::Rejected(status)),
+        Answer::Json(json) => json,
+    };
     // `account_id` is the Atlassian account; `uuid` the Bitbucket one (older accounts).
     match str_field(&json, "account_id").or_else(|| str_field(&json, "uuid")) {
         Some(id) => Ok(Verdict::Authenticated {

@@ -1,7 +1,7 @@
 //! Confluence Cloud. With anonymous access enabled, bad credentials get a 200 describing
 //! the anonymous user (`type: anonymous`, no `accountId`) instead of an error.
 
-use super::{is_rejection, str_field, unexpected_status, ProbeTarget, Verdict};
+use super::{get_json, str_field, Answer, ProbeTarget, Verdict};
 use crate::http::{FetchError, HttpClient};
 
 pub(super) const CURRENT_USER: &str = "/wiki/rest/api/user/current";
@@ -10,14 +10,10 @@ pub(super) async fn probe(
     client: &HttpClient,
     target: &ProbeTarget<'_>,
 ) -> Result<Verdict, FetchError> {
-    let resp = target.get(client, CURRENT_USER).await?;
-    if is_rejection(&resp) {
-        return Ok(Verdict::Rejected(resp.status.as_u16()));
-    }
-    if !resp.status.is_success() {
-        return Err(unexpected_status(&resp));
-    }
-    let json = resp.json()?;
+    let json = match get_json(client, target, CURRENT_USER).await? {
+        Answer::Refused(status) => return Ok(Verdict::Rejected(status)),
+        Answer::Json(json) => json,
+    };
     let kind = str_field(&json, "type").unwrap_or("");
     match (kind, str_field(&json, "accountId")) {
         ("known" | "user", Some(id)) => Ok(Verdict::Authenticated {

@@ -268,8 +268,31 @@ fn check_identity(verdict: Verdict, target: &ProbeTarget<'_>) -> Outcome {
     }
 }
 
-/// The statuses every provider treats the same way once 3xx/429/5xx are handled by the
-/// fetch layer: 401/403 are explicit rejections, other non-2xx are unexpected.
+/// What a single-request probe got back, once 3xx/429/5xx were handled by the fetch layer.
+enum Answer {
+    /// 2xx with a JSON body.
+    Json(serde_json::Value),
+    /// An explicit 401/403.
+    Refused(u16),
+}
+
+/// GET `path` and sort the answer: 401/403 are refusals, other non-2xx are unexpected,
+/// a 2xx must carry JSON.
+async fn get_json(
+    client: &HttpClient,
+    target: &ProbeTarget<'_>,
+    path: &str,
+) -> Result<Answer, FetchError> {
+    let resp = target.get(client, path).await?;
+    if is_rejection(&resp) {
+        return Ok(Answer::Refused(resp.status.as_u16()));
+    }
+    if !resp.status.is_success() {
+        return Err(unexpected_status(&resp));
+    }
+    resp.json().map(Answer::Json)
+}
+
 fn unexpected_status(resp: &Response) -> FetchError {
     FetchError::new(
         ErrorReason::BadResponse,

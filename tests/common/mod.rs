@@ -260,3 +260,50 @@ pub fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
     std::fs::write(&p, content).unwrap();
     p
 }
+
+/// `n` jira tokens named `t0..tN` on the simulator, each with its own secret (registered
+/// with `behaviour`) in its own env var.
+pub struct Fleet {
+    pub secrets: Vec<String>,
+    pub tokens: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Fleet {
+    pub fn new(sim: &RunningSimulator, n: usize, tag: &str, behaviour: Behaviour) -> Fleet {
+        let email = "svc@acme.example";
+        let secrets: Vec<String> = (0..n).map(|i| format!("ATATT3x{tag}{i}")).collect();
+        for s in &secrets {
+            sim.sim
+                .add_credential(s, cred("acc", email, behaviour.clone()));
+        }
+        let tokens = (0..n)
+            .map(|i| {
+                token_yaml(
+                    &format!("t{i}"),
+                    "jira",
+                    &sim.base_url(),
+                    email,
+                    &format!("S{i}"),
+                )
+            })
+            .collect();
+        let env = secrets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("S{i}"), s.clone()))
+            .collect();
+        Fleet {
+            secrets,
+            tokens,
+            env,
+        }
+    }
+
+    pub fn env(&self) -> Vec<(&str, &str)> {
+        self.env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+}
