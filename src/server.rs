@@ -119,15 +119,27 @@ fn age(secs: f64) -> String {
     }
 }
 
+/// Below this many days a valid token is shown as a warning, below the second as bad
+/// (the same thresholds as the shipped ExpiringSoon/ExpiringCritical alerts).
+const EXPIRY_WARN_DAYS: f64 = 30.0;
+const EXPIRY_CRITICAL_DAYS: f64 = 7.0;
+
 /// The state shown on the page: (css class, text).
 fn display_state(e: &TokenEntry, now: f64) -> (&'static str, String) {
-    let expired = e.meta.expires_at.is_some_and(|t| (t as f64) < now);
+    let days = e.meta.expires_at.map(|t| (t as f64 - now) / 86_400.0);
+    let expired = days.is_some_and(|d| d < 0.0);
     match e.status.health() {
         Health::Valid if expired => ("bad", "valid but past its expiry date".to_string()),
         Health::Valid if e.meta.revoked_at.is_some() => {
             ("bad", "revoked but still accepted".to_string())
         }
-        Health::Valid => ("ok", "valid".to_string()),
+        Health::Valid => match days {
+            Some(d) if d < EXPIRY_CRITICAL_DAYS => {
+                ("bad", format!("valid, expires in {d:.1} days"))
+            }
+            Some(d) if d < EXPIRY_WARN_DAYS => ("warn", format!("valid, expires in {d:.0} days")),
+            _ => ("ok", "valid".to_string()),
+        },
         Health::Pending if e.status.probe_success == Some(false) => {
             ("unknown", "unknown (probe failing)".to_string())
         }
@@ -137,6 +149,12 @@ fn display_state(e: &TokenEntry, now: f64) -> (&'static str, String) {
         Health::Rejected if expired => ("bad", "expired".to_string()),
         Health::Rejected => ("bad", "rejected".to_string()),
     }
+}
+
+fn utc(t: f64) -> String {
+    chrono::DateTime::from_timestamp(t as i64, 0).map_or_else(String::new, |d| {
+        d.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+    })
 }
 
 async fn status_page(State(s): State<AppState>) -> Html<String> {
@@ -150,6 +168,7 @@ pub fn render_status_page(store: &Store) -> String {
     out.push_str(concat!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
+        "<meta http-equiv=\"refresh\" content=\"30\">",
         "<title>apitoken-exporter</title><style>",
         "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem;color:#1d2330;background:#fafbfc}",
         "h1{font-size:1.4rem;margin:0 0 .3rem}p.sub{color:#5e6c84;margin:0 0 1.2rem}",
@@ -164,8 +183,9 @@ pub fn render_status_page(store: &Store) -> String {
     ));
     let _ = writeln!(
         out,
-        "<p class=\"sub\">{} token(s) watched &middot; <a href=\"/metrics\">/metrics</a> &middot; <a href=\"/-/healthy\">health</a> &middot; version {}</p>",
+        "<p class=\"sub\">{} token(s) watched &middot; as of {} (refreshes every 30 s) &middot; <a href=\"/metrics\">/metrics</a> &middot; <a href=\"/-/healthy\">health</a> &middot; version {}</p>",
         inner.tokens.len(),
+        utc(now),
         crate::metrics::VERSION
     );
     out.push_str("<table>\n<thead><tr><th>Token</th><th>Provider</th><th>State</th><th>Days to expiry</th><th>Last probe</th><th>Last error</th></tr></thead>\n<tbody>\n");
@@ -191,7 +211,9 @@ pub fn render_status_page(store: &Store) -> String {
         }
         out.push_str("</td><td>");
         match e.status.last_probe {
-            Some(t) => out.push_str(&age(now - t)),
+            Some(t) => {
+                let _ = write!(out, "<span title=\"{}\">{}</span>", utc(t), age(now - t));
+            }
             None => out.push_str("never"),
         }
         out.push_str("</td><td>");

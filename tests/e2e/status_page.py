@@ -31,7 +31,7 @@ import zlib
 # state: exact text of the State cell, or a regex over the row; "error": regex over Last error.
 DEMO_TOKENS = {
     "jira-valid": {"state": "valid"},
-    "jira-expiring": {"state": "valid", "days": (0.0, 7.0)},
+    "jira-expiring": {"state_re": r"^valid, expires in [0-7]\.\d days$", "days": (0.0, 7.0)},
     "jira-expired": {"state_re": r"\bexpired\b", "days": (-3650.0, 0.0)},
     "jira-revoked": {"state_re": r"revoked but still accepted"},
     "jira-anonymous": {"state_re": r"anonymous fallback"},
