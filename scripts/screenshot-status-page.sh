@@ -33,8 +33,8 @@ command -v chromium >/dev/null 2>&1 ||
 PORT="$(python3 "$HELPER" free-port)"
 "$BIN" demo --web.listen-address="127.0.0.1:$PORT" >"$LOG" 2>&1 &
 DEMO_PID=$!
-# All 11 demo tokens have a result within a few seconds; 30 s bounds a broken build.
-if ! python3 "$HELPER" wait-probes "http://127.0.0.1:$PORT/metrics" 11 30 "$DEMO_PID"; then
+# All 12 demo tokens have a result within a few seconds; 30 s bounds a broken build.
+if ! python3 "$HELPER" wait-probes "http://127.0.0.1:$PORT/metrics" 12 30 "$DEMO_PID"; then
   tail -n 20 "$LOG" >&2
   exit 1
 fi

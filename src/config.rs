@@ -128,6 +128,41 @@ pub struct OrgConfig {
     pub probe_interval: Duration,
 }
 
+/// The implicit token that watches an organization's admin API key is named
+/// `{org}-admin-key` (see [`Config::implicit_admin_tokens`]).
+pub const ADMIN_KEY_TOKEN_SUFFIX: &str = "-admin-key";
+
+impl OrgConfig {
+    /// The name of the implicit token that watches this organization's API key.
+    pub fn admin_key_token_name(&self) -> String {
+        format!("{}{ADMIN_KEY_TOKEN_SUFFIX}", self.name)
+    }
+
+    /// The token that probes this organization's API key for validity, unless a configured
+    /// `atlassian_admin` token already reads the same secret source (then that one does).
+    /// It carries the custom label `org` so it can be joined to the inventory metrics.
+    fn implicit_admin_token(&self, global: &Global, tokens: &[TokenConfig]) -> Option<TokenConfig> {
+        let watched = tokens
+            .iter()
+            .any(|t| t.provider == Provider::AtlassianAdmin && t.secret == self.api_key);
+        (!watched).then(|| TokenConfig {
+            name: self.admin_key_token_name(),
+            provider: Provider::AtlassianAdmin,
+            site: self.base_url.clone(),
+            email: None,
+            secret: self.api_key.clone(),
+            expires_at: None,
+            expiry_source: ExpirySource::None,
+            expected_account_id: None,
+            revoked_at: None,
+            org_token_id: None,
+            probe_interval: global.probe_interval,
+            probe_timeout: global.probe_timeout,
+            labels: BTreeMap::from([("org".to_string(), self.name.clone())]),
+        })
+    }
+}
+
 /// A configuration that could not be loaded: the file and every problem found in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -188,6 +223,17 @@ impl Config {
                 .map_err(|e| vec![yaml_error(&e)])?
         };
         raw.validate()
+    }
+
+    /// One `atlassian_admin` token per organization whose API key no configured
+    /// `atlassian_admin` token already watches (same `token_env`/`token_file` as the
+    /// organization's `api_key_env`/`api_key_file`), named `{org}-admin-key`. The scheduler
+    /// probes them like configured tokens; `check` does not (it probes the config's tokens).
+    pub fn implicit_admin_tokens(&self) -> Vec<TokenConfig> {
+        self.organizations
+            .iter()
+            .filter_map(|o| o.implicit_admin_token(&self.global, &self.tokens))
+            .collect()
     }
 
     /// Problems with secret sources: each env var must be set and non-empty, each file
@@ -365,6 +411,20 @@ impl RawConfig {
             match raw.resolve(&global, &loc) {
                 Ok(o) => organizations.push(o),
                 Err(mut p) => problems.append(&mut p),
+            }
+        }
+
+        for (i, org) in organizations.iter().enumerate() {
+            let Some(implicit) = org.implicit_admin_token(&global, &tokens) else {
+                continue;
+            };
+            if let Some(&j) = seen.get(&implicit.name) {
+                problems.push(format!(
+                    "organizations[{i}] ({}): its API key is watched by an implicit atlassian_admin token named {:?}, \
+                     but tokens[{j}] ({}) already has that name; rename tokens[{j}], or make it an atlassian_admin \
+                     token with the organization's api key source so it watches the key itself",
+                    org.name, implicit.name, implicit.name
+                ));
             }
         }
 
@@ -880,6 +940,48 @@ tokens:
     fn empty_file_is_an_empty_config() {
         let c = Config::parse("").unwrap();
         assert!(c.tokens.is_empty());
+    }
+
+    #[test]
+    fn each_org_key_is_watched_once_by_an_implicit_or_configured_admin_token() {
+        let yaml = r#"
+tokens:
+  - {name: mine, provider: atlassian_admin, token_env: KEY_A}
+organizations:
+  - {name: acme, org_id: o1, api_key_env: KEY_A}
+  - {name: beta, org_id: o2, api_key_file: /run/key-b, base_url: "https://admin.example", probe_interval: 2h}
+"#;
+        let c = Config::parse(yaml).unwrap();
+        let implicit = c.implicit_admin_tokens();
+        assert_eq!(implicit.len(), 1, "acme's key is already watched by `mine`");
+        let t = &implicit[0];
+        assert_eq!(t.name, "beta-admin-key");
+        assert_eq!(t.provider, Provider::AtlassianAdmin);
+        assert_eq!(t.site.as_str(), "https://admin.example/");
+        assert_eq!(t.secret, SecretSource::File("/run/key-b".into()));
+        assert_eq!(t.probe_interval, c.global.probe_interval);
+        assert_eq!(t.labels.get("org").map(String::as_str), Some("beta"));
+        assert_eq!(t.expiry_source, ExpirySource::None);
+    }
+
+    #[test]
+    fn a_token_named_like_an_implicit_admin_token_is_refused() {
+        let p = problems(
+            r#"
+tokens:
+  - {name: acme-admin-key, provider: jira, site: "https://x", email: e, token_env: X}
+organizations:
+  - {name: acme, org_id: o1, api_key_env: KEY}
+"#,
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("organizations[0] (acme): its API key is watched by an implicit atlassian_admin token named \"acme-admin-key\", but tokens[0] (acme-admin-key) already has that name"), "{p:?}");
+        // The same name is fine when that token is the one watching the key.
+        let ok = "tokens:\n  - {name: acme-admin-key, provider: atlassian_admin, token_env: KEY}\norganizations:\n  - {name: acme, org_id: o1, api_key_env: KEY}\n";
+        assert!(Config::parse(ok)
+            .unwrap()
+            .implicit_admin_tokens()
+            .is_empty());
     }
 
     #[test]

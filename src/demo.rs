@@ -1,21 +1,37 @@
 //! The `demo` scenario: a simulator with one credential in every state the exporter can
 //! report, and the config that watches them. Shown to newcomers and used by the alerting
 //! end-to-end test, so token names here are relied upon (see README and tests/e2e).
+//!
+//! It also has an organization, `demo-org`, whose inventory lists ~300 user API tokens over
+//! several pages (some expiring within 14 days, some without an expiry, some unused for
+//! more than 90 days, two BLOCKED) and 3 admin API keys (one expiring in 5 days). Its key
+//! is watched by the implicit `demo-org-admin-key` token, and `jira-expiring` is linked to
+//! its inventory entry by `org_token_id` (`expiry_source="org_inventory"`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use url::Url;
 
-use crate::config::{Config, ExpirySource, Global, TokenConfig};
+use crate::config::{Config, ExpirySource, Global, OrgConfig, TokenConfig};
 use crate::provider::Provider;
 use crate::secret::{Secret, SecretSource};
-use crate::simulator::{Behaviour, Credential, RunningSimulator, Simulator};
+use crate::simulator::{Behaviour, Credential, OrgApiKey, OrgToken, RunningSimulator, Simulator};
 use crate::state::unix_now;
 
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(15);
 pub const FIRST_PROBES_WITHIN: Duration = Duration::from_secs(5);
 const DAY: i64 = 86_400;
+
+pub const ORG_NAME: &str = "demo-org";
+const ORG_ID: &str = "d3m0a1b2-0000-4000-8000-000000000001";
+/// User API tokens the demo organization lists besides the two tied to demo tokens.
+const ORG_USER_TOKENS: usize = 300;
+/// The demo token whose expiry comes from the organization inventory.
+const LINKED_TOKEN: &str = "jira-expiring";
+const LINKED_TOKEN_ID: &str = "d3m0-tok-jira-expiring";
+/// The account every demo credential authenticates as.
+const DEMO_ACCOUNT: &str = "5b10a2844c20165700ede001";
 
 struct DemoToken {
     name: &'static str,
@@ -43,7 +59,7 @@ fn scenario() -> Vec<DemoToken> {
         provider,
         site,
         behaviour,
-        account: "5b10a2844c20165700ede001",
+        account: DEMO_ACCOUNT,
         expected_account: None,
         expiry,
         revoked_hours_ago: None,
@@ -96,7 +112,7 @@ fn scenario() -> Vec<DemoToken> {
         ),
         DemoToken {
             account: "712020:0b7a6c8e-other-account",
-            expected_account: Some("5b10a2844c20165700ede001"),
+            expected_account: Some(DEMO_ACCOUNT),
             ..t(
                 "confluence-mismatch",
                 Provider::Confluence,
@@ -138,6 +154,79 @@ fn scenario() -> Vec<DemoToken> {
     ]
 }
 
+/// The demo organization's user API tokens: ~300 users' tokens in every state the org
+/// metrics and alerts care about, plus the entry `jira-expiring` is linked to. The demo
+/// account owns two tokens there, so `confluence-mismatch` (which expects that account but
+/// has no `org_token_id`) is not linked: an account links only when it owns exactly one.
+fn org_tokens(now: i64, in_days: impl Fn(&str) -> Option<i64>) -> Vec<OrgToken> {
+    const LABELS: [&str; 6] = ["ci", "deploy", "backup", "laptop", "reporting", "sync"];
+    let mut tokens: Vec<OrgToken> = (0..ORG_USER_TOKENS)
+        .map(|i| {
+            let n = i as i64;
+            let user = i % 60;
+            OrgToken {
+                id: format!("d3m0-tok-{i:03}"),
+                label: format!("{}-{i:03}", LABELS[i % LABELS.len()]),
+                status: if matches!(i, 7 | 157) {
+                    "BLOCKED"
+                } else {
+                    "ALLOWED"
+                }
+                .into(),
+                account_id: format!("712020:d3m0-user-{user:02}"),
+                user_name: format!("Demo User {user:02}"),
+                user_email: format!("demo.user{user:02}@demo.example"),
+                created_at: now - (n % 300 + 1) * DAY,
+                expires_at: match i % 10 {
+                    0 => None,                                    // no expiry known
+                    1 => Some(now + (n % 13 + 1) * DAY),          // within 14 days
+                    _ => Some(now + (30 + (n * 37) % 330) * DAY), // later
+                },
+                last_active_at: match i % 7 {
+                    0 => Some(now - (91 + n % 200) * DAY), // unused for > 90 days
+                    3 => None,                             // never used
+                    _ => Some(now - (n % 30) * DAY),
+                },
+            }
+        })
+        .collect();
+    for (id, label, expires_at) in [
+        (LINKED_TOKEN_ID, LINKED_TOKEN, in_days(LINKED_TOKEN)),
+        ("d3m0-tok-demo-laptop", "laptop", Some(now + 180 * DAY)),
+    ] {
+        tokens.push(OrgToken {
+            id: id.into(),
+            label: label.into(),
+            status: "ALLOWED".into(),
+            account_id: DEMO_ACCOUNT.into(),
+            user_name: "Demo Account".into(),
+            user_email: "demo@demo.example".into(),
+            created_at: now - 30 * DAY,
+            expires_at,
+            last_active_at: Some(now - 3600),
+        });
+    }
+    tokens
+}
+
+fn org_api_keys(now: i64) -> Vec<OrgApiKey> {
+    [
+        ("d3m0-key-exporter", "apitoken-exporter", 120),
+        ("d3m0-key-automation", "automation", 5),
+        ("d3m0-key-backup", "backup", 200),
+    ]
+    .into_iter()
+    .map(|(id, label, days)| OrgApiKey {
+        id: id.into(),
+        label: label.into(),
+        created_by_name: "Demo Admin".into(),
+        created_by_email: "admin@demo.example".into(),
+        created_at: now - 10 * DAY,
+        expires_at: Some(now + days * DAY),
+    })
+    .collect()
+}
+
 /// Starts the simulator on 127.0.0.1 and returns the config watching it.
 pub async fn start() -> Result<(Config, RunningSimulator), String> {
     let sim = Simulator::new();
@@ -145,6 +234,27 @@ pub async fn start() -> Result<(Config, RunningSimulator), String> {
     let now = unix_now() as i64;
     let tokens = scenario();
     let secrets: Vec<String> = (0..tokens.len()).map(demo_secret).collect();
+    let org_key = demo_secret(tokens.len());
+    sim.add_credential(
+        &org_key,
+        Credential {
+            account_id: "d3m0-org-admin".into(),
+            email: "admin@demo.example".into(),
+            username: "demo_admin".into(),
+            behaviour: Behaviour::Valid,
+        },
+    );
+    let expiry_in = |name: &str| {
+        tokens
+            .iter()
+            .find(|t| t.name == name)
+            .and_then(|t| match t.expiry {
+                Expiry::InDays(d) => Some(now + d * DAY),
+                Expiry::None | Expiry::CreatedDaysAgo(_) => None,
+            })
+    };
+    sim.add_org_tokens(ORG_ID, org_tokens(now, expiry_in));
+    sim.add_org_api_keys(ORG_ID, org_api_keys(now));
     for (t, secret) in tokens.iter().zip(&secrets) {
         sim.add_credential(
             secret,
@@ -193,17 +303,24 @@ pub async fn start() -> Result<(Config, RunningSimulator), String> {
             expiry_source,
             expected_account_id: t.expected_account.map(str::to_string),
             revoked_at: t.revoked_hours_ago.map(|h| now - h * 3600),
-            org_token_id: None,
+            org_token_id: (t.name == LINKED_TOKEN).then(|| LINKED_TOKEN_ID.to_string()),
             probe_interval: PROBE_INTERVAL,
             probe_timeout: global.probe_timeout,
             labels: BTreeMap::from([("team".to_string(), "demo".to_string())]),
         });
     }
+    let organizations = vec![OrgConfig {
+        name: ORG_NAME.into(),
+        org_id: ORG_ID.into(),
+        api_key: SecretSource::Static(Secret::new(org_key)),
+        base_url: Url::parse(&running.base_url()).map_err(|e| format!("demo org URL: {e}"))?,
+        probe_interval: PROBE_INTERVAL,
+    }];
     Ok((
         Config {
             global,
             tokens: config_tokens,
-            organizations: Vec::new(),
+            organizations,
         },
         running,
     ))

@@ -58,6 +58,9 @@ pub struct FetchError {
     pub reason: ErrorReason,
     pub detail: String,
     pub retry_after: Option<Duration>,
+    /// A 429's `X-RateLimit-Reset`, as time from its arrival (the Admin APIs send it
+    /// instead of `Retry-After`). Token probes ignore it; the org inventory waits for it.
+    pub rate_limit_reset: Option<Duration>,
 }
 
 impl FetchError {
@@ -66,6 +69,7 @@ impl FetchError {
             reason,
             detail: detail.into(),
             retry_after: None,
+            rate_limit_reset: None,
         }
     }
 }
@@ -137,10 +141,14 @@ impl HttpClient {
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .map(|v| parse_retry_after(v, SystemTime::now()));
+            let rate_limit_reset = (status == StatusCode::TOO_MANY_REQUESTS)
+                .then(|| rate_limit_reset(&headers, SystemTime::now()))
+                .flatten();
             return Err(FetchError {
                 reason,
                 detail: format!("HTTP {}", status.as_u16()),
                 retry_after,
+                rate_limit_reset,
             });
         }
 
@@ -187,6 +195,18 @@ fn classify(e: &reqwest::Error, host: &str) -> FetchError {
                     .map(|i| i as &(dyn std::error::Error + 'static))
             });
         }
+        // A response head hyper cannot parse (bytes not allowed in a header name, a head
+        // over hyper's limits of ~400 KB or 100 headers) means the server did answer, with
+        // garbage: a bad response, not a connection failure.
+        if let Some(parse) = err
+            .downcast_ref::<hyper::Error>()
+            .filter(|h| h.is_parse())
+        {
+            return FetchError::new(
+                ErrorReason::BadResponse,
+                format!("malformed HTTP response from {host}: {parse}"),
+            );
+        }
         let text = err.to_string();
         if text.contains("dns error") || text.contains("failed to lookup address") {
             return FetchError::new(ErrorReason::Connect, format!("cannot resolve host {host}"));
@@ -225,6 +245,25 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Duration {
         .clamp(RETRY_AFTER_MIN, RETRY_AFTER_MAX)
 }
 
+/// `X-RateLimit-Reset` (ISO 8601 in UTC: RFC 3339, or Jira's `yyyy-MM-ddTHH:mmZ`) as the
+/// time left until it, clamped to at most [`RETRY_AFTER_MAX`]; zero once it has passed.
+/// None when the header is absent or unparseable.
+pub fn rate_limit_reset(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers.get("x-ratelimit-reset")?.to_str().ok()?.trim();
+    let at = chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| t.timestamp_millis())
+        .or_else(|_| {
+            chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%MZ")
+                .map(|t| t.and_utc().timestamp_millis())
+        })
+        .ok()?;
+    let now_ms = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let left = u64::try_from(at.saturating_sub(now_ms)).unwrap_or(0);
+    Some(Duration::from_millis(left).min(RETRY_AFTER_MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,5 +289,26 @@ mod tests {
         assert_eq!(parse_retry_after(&past, now), RETRY_AFTER_MIN);
         let far = httpdate::fmt_http_date(now + Duration::from_secs(86_400 * 30));
         assert_eq!(parse_retry_after(&far, now), RETRY_AFTER_MAX);
+    }
+
+    #[test]
+    fn rate_limit_reset_forms() {
+        // 2001-09-09T01:46:40Z
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        let reset = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-ratelimit-reset", v.parse().unwrap());
+            rate_limit_reset(&h, now)
+        };
+        assert_eq!(reset("2001-09-09T01:47:00Z"), Some(Duration::from_secs(20)));
+        assert_eq!(reset("2001-09-09T01:48Z"), Some(Duration::from_secs(80)));
+        assert_eq!(
+            reset("2001-09-09T03:46:40.500+02:00"),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(reset("2001-09-09T01:00Z"), Some(Duration::ZERO));
+        assert_eq!(reset("2002-01-01T00:00Z"), Some(RETRY_AFTER_MAX));
+        assert_eq!(reset("tomorrow"), None);
+        assert_eq!(rate_limit_reset(&HeaderMap::new(), now), None);
     }
 }

@@ -2,12 +2,14 @@
 //! tokens, org admin API keys) and exposes their validity and expiry to Prometheus.
 //!
 //! Data flows one way: [`config`] -> [`scheduler`] -> [`provider`] probe -> `Outcome` ->
-//! [`state`] -> [`metrics`] / status page ([`server`]).
+//! [`state`] -> [`metrics`] / status page ([`server`]); organizations: [`scheduler`] ->
+//! [`inventory`] listing -> [`state`] -> [`metrics`].
 
 pub mod app;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod inventory;
 pub mod logging;
 pub mod metrics;
 pub mod provider;

@@ -13,6 +13,7 @@ use flate2::Compression;
 use prometheus::core::Collector;
 use prometheus::Encoder;
 
+use crate::inventory::ListedToken;
 use crate::provider::{ErrorReason, OutcomeKind};
 use crate::state::{unix_now, Inner, Store, TokenEntry};
 
@@ -20,7 +21,12 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Longest label value taken from an upstream answer (account ids are ~24-128 chars); a
 /// hostile or broken server must not be able to blow up our series.
-const MAX_UPSTREAM_LABEL: usize = 256;
+pub const MAX_UPSTREAM_LABEL: usize = 256;
+
+/// The first `max_chars` characters of `s` (never splits a character).
+pub fn clip(s: &str, max_chars: usize) -> &str {
+    s.char_indices().nth(max_chars).map_or(s, |(i, _)| &s[..i])
+}
 
 const SCRAPE_NOTE: &str = "(cached state; scrapes never trigger probes)";
 
@@ -121,6 +127,31 @@ const INFO: Family = family(
     "apitoken_info",
     "gauge",
     "Static information about a configured token; always 1",
+);
+const ORG_TOKEN_EXPIRY: Family = family(
+    "apitoken_org_token_expiry_timestamp_seconds",
+    "gauge",
+    "Unix time a user API token listed by the organization's Admin API expires (tokens without an expiry have no series)",
+);
+const ORG_TOKEN_LAST_ACTIVE: Family = family(
+    "apitoken_org_token_last_active_timestamp_seconds",
+    "gauge",
+    "Unix time a user API token listed by the organization's Admin API was last used (lastActiveAt)",
+);
+const ORG_KEY_EXPIRY: Family = family(
+    "apitoken_org_api_key_expiry_timestamp_seconds",
+    "gauge",
+    "Unix time an admin API key listed by the organization's Admin API expires",
+);
+const ORG_SUCCESS: Family = family(
+    "apitoken_org_inventory_success",
+    "gauge",
+    "1 if the last organization inventory fetch completed (every page of both lists); on 0 the last complete inventory is kept",
+);
+const ORG_LAST_SUCCESS: Family = family(
+    "apitoken_org_inventory_last_success_timestamp_seconds",
+    "gauge",
+    "Unix time the organization inventory last completed",
 );
 
 /// Caches the rendered body.
@@ -319,11 +350,7 @@ pub fn render(inner: &Inner, now: f64) -> String {
             out.push('"');
             if let Some(id) = &e.status.account_id {
                 out.push_str(",account_id=\"");
-                let cut = id
-                    .char_indices()
-                    .nth(MAX_UPSTREAM_LABEL)
-                    .map_or(id.len(), |(i, _)| i);
-                escape_label(&id[..cut], &mut out);
+                escape_label(clip(id, MAX_UPSTREAM_LABEL), &mut out);
                 out.push('"');
             }
             out.push_str(",expiry_source=\"");
@@ -337,6 +364,8 @@ pub fn render(inner: &Inner, now: f64) -> String {
             out.push_str("} 1\n");
         }
     }
+
+    org_families(&mut out, inner);
 
     let x = &inner.exporter;
     let _ = writeln!(
@@ -355,10 +384,89 @@ pub fn render(inner: &Inner, now: f64) -> String {
     }
     let _ = writeln!(
         out,
-        "# HELP apitoken_exporter_tokens Number of configured tokens\n# TYPE apitoken_exporter_tokens gauge\napitoken_exporter_tokens {}",
-        inner.tokens.len()
+        "# HELP apitoken_exporter_tokens Number of configured tokens (not counting the implicit {{org}}-admin-key tokens)\n# TYPE apitoken_exporter_tokens gauge\napitoken_exporter_tokens {}",
+        inner.tokens.values().filter(|e| !e.meta.implicit).count()
     );
     out
+}
+
+/// Writes `{name}{org="…"` plus `labels` and the value (label values escaped).
+fn org_sample(out: &mut String, f: &Family, org: &str, labels: &[(&str, &str)], v: f64) {
+    out.push_str(f.name);
+    out.push_str("{org=\"");
+    escape_label(org, out);
+    out.push('"');
+    for (k, val) in labels {
+        let _ = write!(out, ",{k}=\"");
+        escape_label(val, out);
+        out.push('"');
+    }
+    out.push_str("} ");
+    push_value(out, v);
+    out.push('\n');
+}
+
+/// The organization inventory families. Entries come from the last *complete* listing.
+fn org_families(out: &mut String, inner: &Inner) {
+    let listed = || {
+        inner
+            .orgs
+            .iter()
+            .filter_map(|(name, o)| o.inventory.as_ref().map(|inv| (name.as_str(), inv)))
+    };
+    type TokenTime = fn(&ListedToken) -> Option<i64>;
+    let token_families: [(&Family, TokenTime); 2] = [
+        (&ORG_TOKEN_EXPIRY, |t| t.expires_at),
+        (&ORG_TOKEN_LAST_ACTIVE, |t| t.last_active_at),
+    ];
+    for (f, value) in token_families {
+        let mut wrote_header = false;
+        for (org, inv) in listed() {
+            for t in inv.tokens.values() {
+                let Some(v) = value(t) else { continue };
+                if !std::mem::replace(&mut wrote_header, true) {
+                    header(out, f);
+                }
+                let labels = [
+                    ("token_id", t.id.as_str()),
+                    ("token_label", t.label.as_str()),
+                    ("account_id", t.account_id.as_deref().unwrap_or("")),
+                    ("status", t.status.as_str()),
+                ];
+                org_sample(out, f, org, &labels, v as f64);
+            }
+        }
+    }
+    let mut wrote_header = false;
+    for (org, inv) in listed() {
+        for k in inv.api_keys.values() {
+            let Some(v) = k.expires_at else { continue };
+            if !std::mem::replace(&mut wrote_header, true) {
+                header(out, &ORG_KEY_EXPIRY);
+            }
+            let labels = [("key_id", k.id.as_str()), ("key_label", k.label.as_str())];
+            org_sample(out, &ORG_KEY_EXPIRY, org, &labels, v as f64);
+        }
+    }
+    let done: Vec<(&str, bool)> = inner
+        .orgs
+        .iter()
+        .filter_map(|(name, o)| o.success.map(|ok| (name.as_str(), ok)))
+        .collect();
+    if !done.is_empty() {
+        header(out, &ORG_SUCCESS);
+        for (org, ok) in done {
+            org_sample(out, &ORG_SUCCESS, org, &[], bool_value(ok));
+        }
+    }
+    if inner.orgs.values().any(|o| o.last_success.is_some()) {
+        header(out, &ORG_LAST_SUCCESS);
+        for (org, o) in &inner.orgs {
+            if let Some(t) = o.last_success {
+                org_sample(out, &ORG_LAST_SUCCESS, org, &[], t.floor());
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -384,8 +492,12 @@ mod tests {
                     .collect::<BTreeMap<_, _>>(),
                 expires_at,
                 expiry_source: ExpirySource::Config,
+                config_expiry: (expires_at, ExpirySource::Config),
+                org_token_id: None,
+                expected_account_id: None,
                 revoked_at: None,
                 probe_interval: Duration::from_secs(300),
+                implicit: false,
             }],
             &|_| false,
         );
@@ -448,6 +560,59 @@ mod tests {
         assert!(text.contains("apitoken_anonymous_fallback{token=\"t\",provider=\"jira\"} 1\n"));
         assert!(text.contains("apitoken_identity_mismatch{token=\"t\",provider=\"jira\"} 0\n"));
         assert!(text.contains("result=\"anonymous\"} 1\n"));
+    }
+
+    #[test]
+    fn org_inventory_families() {
+        use crate::inventory::{Inventory, ListedKey, ListedToken};
+        let store = Store::new();
+        let g = store.set_orgs(&["acme".into(), "later".into()], &|_| false);
+        let token = |id: &str, label: &str, expires_at| ListedToken {
+            id: id.into(),
+            label: label.into(),
+            status: "ALLOWED".into(),
+            account_id: Some("acc-1".into()),
+            created_at: Some(1),
+            expires_at,
+            last_active_at: Some(500),
+        };
+        let inv = Inventory {
+            tokens: [
+                ("t1".to_string(), token("t1", "ci \"bot\"\n", Some(1_000))),
+                ("t2".to_string(), token("t2", "no expiry", None)),
+            ]
+            .into(),
+            api_keys: [(
+                "k1".to_string(),
+                ListedKey {
+                    id: "k1".into(),
+                    label: "ops".into(),
+                    created_at: None,
+                    expires_at: Some(2_000),
+                },
+            )]
+            .into(),
+            pages: 2,
+        };
+        store.record_inventory("acme", g["acme"], Ok(inv));
+        let text = render(&store.read(), 0.0);
+        assert!(text.contains("# HELP apitoken_org_token_expiry_timestamp_seconds "));
+        assert!(text.contains(
+            "apitoken_org_token_expiry_timestamp_seconds{org=\"acme\",token_id=\"t1\",token_label=\"ci \\\"bot\\\"\\n\",account_id=\"acc-1\",status=\"ALLOWED\"} 1000\n"
+        ), "{text}");
+        assert!(!text
+            .contains("apitoken_org_token_expiry_timestamp_seconds{org=\"acme\",token_id=\"t2\""));
+        assert!(text.contains("apitoken_org_token_last_active_timestamp_seconds{org=\"acme\",token_id=\"t2\",token_label=\"no expiry\",account_id=\"acc-1\",status=\"ALLOWED\"} 500\n"));
+        assert!(text.contains(
+            "apitoken_org_api_key_expiry_timestamp_seconds{org=\"acme\",key_id=\"k1\",key_label=\"ops\"} 2000\n"
+        ));
+        assert!(text.contains("apitoken_org_inventory_success{org=\"acme\"} 1\n"));
+        assert!(
+            text.contains("apitoken_org_inventory_last_success_timestamp_seconds{org=\"acme\"} ")
+        );
+        // An organization whose first run has not finished has no series yet.
+        assert!(!text.contains("org=\"later\""), "{text}");
+        assert_eq!(text.matches("# TYPE apitoken_org_").count(), 5);
     }
 
     #[test]

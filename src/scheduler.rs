@@ -1,7 +1,9 @@
 //! Runs every token's probe on its interval: first probes jittered over the interval, a
 //! global concurrency limit, a per-probe timeout, `Retry-After` back-off. Writes results
 //! into the [`Store`]. `apply` diffs a new config against the running one, so a reload keeps
-//! the schedule of tokens whose probe settings did not change.
+//! the schedule of tokens whose probe settings did not change. It also runs one
+//! [`inventory`] loop per organization, and probes each organization's API key as an
+//! implicit `{org}-admin-key` token.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,8 +13,9 @@ use rand::Rng;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, TokenConfig};
+use crate::config::{Config, OrgConfig, TokenConfig};
 use crate::http::HttpClient;
+use crate::inventory::{self, InventoryTask, Limits};
 use crate::provider::{self, Outcome, ProbeTarget};
 use crate::secret::SecretReader;
 use crate::state::{Health, Store, TokenMeta, Transition};
@@ -20,6 +23,10 @@ use crate::state::{Health, Store, TokenMeta, Transition};
 /// New or changed tokens after a reload are probed within this window ("promptly"),
 /// still spread out so a reload of 10,000 tokens is not a thundering herd.
 pub const RELOAD_SPREAD: Duration = Duration::from_secs(5);
+
+/// An organization's first inventory run starts within this window (or its interval, if
+/// shorter), jittered so several organizations do not start at once.
+pub const ORG_FIRST_RUN_WITHIN: Duration = Duration::from_secs(5);
 
 /// How first probes are spread out.
 #[derive(Debug, Clone, Copy)]
@@ -35,12 +42,20 @@ struct Task {
     handle: JoinHandle<()>,
 }
 
+/// One organization's inventory loop and the settings it runs with.
+struct OrgTask {
+    org: OrgConfig,
+    page_timeout: Duration,
+    handle: JoinHandle<()>,
+}
+
 pub struct Scheduler {
     store: Arc<Store>,
     client: HttpClient,
     semaphore: Arc<Semaphore>,
     permits: usize,
     tasks: HashMap<String, Task>,
+    orgs: HashMap<String, OrgTask>,
 }
 
 impl Scheduler {
@@ -51,30 +66,43 @@ impl Scheduler {
             semaphore: Arc::new(Semaphore::new(0)),
             permits: 0,
             tasks: HashMap::new(),
+            orgs: HashMap::new(),
         }
     }
 
-    /// Makes the running probes match `config`. Must be called inside a tokio runtime.
+    /// Makes the running probes and inventory loops match `config`. Must be called inside
+    /// a tokio runtime.
     pub fn apply(&mut self, config: &Config, spread: Spread) {
         self.resize(config.global.max_concurrency);
+        self.apply_orgs(config);
 
+        // Each organization's API key is watched too, by an implicit token (see config).
+        let implicit = config.implicit_admin_tokens();
+        let watched: Vec<&TokenConfig> = config.tokens.iter().chain(&implicit).collect();
         let unchanged = |t: &TokenConfig| {
             self.tasks
                 .get(&t.name)
                 .is_some_and(|task| task.token.probe_settings() == t.probe_settings())
         };
-        let restart: HashMap<&str, bool> = config
-            .tokens
+        let restart: HashMap<&str, bool> = watched
             .iter()
             .map(|t| (t.name.as_str(), !unchanged(t)))
             .collect();
-        let generations = self.store.set_tokens(
-            config.tokens.iter().map(TokenMeta::from).collect(),
-            &|name| restart.get(name).copied().unwrap_or(true),
-        );
+        let metas = config
+            .tokens
+            .iter()
+            .map(TokenMeta::from)
+            .chain(implicit.iter().map(|t| TokenMeta {
+                implicit: true,
+                ..TokenMeta::from(t)
+            }))
+            .collect();
+        let generations = self
+            .store
+            .set_tokens(metas, &|name| restart.get(name).copied().unwrap_or(true));
 
         let mut old = std::mem::take(&mut self.tasks);
-        for token in &config.tokens {
+        for token in watched {
             let keep = !restart.get(token.name.as_str()).copied().unwrap_or(true);
             if let (true, Some(mut task)) = (keep, old.remove(&token.name)) {
                 task.token = token.clone();
@@ -114,6 +142,67 @@ impl Scheduler {
         }
     }
 
+    /// Starts, keeps or restarts one inventory loop per organization. An organization whose
+    /// settings did not change keeps its loop and its last inventory.
+    fn apply_orgs(&mut self, config: &Config) {
+        let page_timeout = config.global.probe_timeout;
+        let restart: HashMap<&str, bool> = config
+            .organizations
+            .iter()
+            .map(|o| {
+                let same = self
+                    .orgs
+                    .get(&o.name)
+                    .is_some_and(|t| t.org == *o && t.page_timeout == page_timeout);
+                (o.name.as_str(), !same)
+            })
+            .collect();
+        let names: Vec<String> = config
+            .organizations
+            .iter()
+            .map(|o| o.name.clone())
+            .collect();
+        let generations = self
+            .store
+            .set_orgs(&names, &|name| restart.get(name).copied().unwrap_or(true));
+
+        let mut old = std::mem::take(&mut self.orgs);
+        for org in &config.organizations {
+            let keep = !restart.get(org.name.as_str()).copied().unwrap_or(true);
+            if let (true, Some(task)) = (keep, old.remove(&org.name)) {
+                self.orgs.insert(org.name.clone(), task);
+                continue;
+            }
+            if let Some(task) = old.remove(&org.name) {
+                task.handle.abort();
+            }
+            let Some(&generation) = generations.get(&org.name) else {
+                continue;
+            };
+            let task = InventoryTask {
+                org: org.clone(),
+                limits: Limits::new(page_timeout),
+                generation,
+                store: self.store.clone(),
+                client: self.client.clone(),
+                semaphore: self.semaphore.clone(),
+            };
+            let first = jitter(ORG_FIRST_RUN_WITHIN.min(org.probe_interval));
+            let handle = tokio::spawn(inventory::run(task, first));
+            self.orgs.insert(
+                org.name.clone(),
+                OrgTask {
+                    org: org.clone(),
+                    page_timeout,
+                    handle,
+                },
+            );
+        }
+        for (_, task) in old {
+            task.handle.abort();
+        }
+    }
+
     fn resize(&mut self, permits: usize) {
         if permits > self.permits {
             self.semaphore.add_permits(permits - self.permits);
@@ -133,9 +222,12 @@ impl Scheduler {
         self.permits = permits;
     }
 
-    /// Stops every probe loop (in-flight probes are cancelled).
+    /// Stops every probe and inventory loop (in-flight requests are cancelled).
     pub fn stop(&mut self) {
         for (_, task) in self.tasks.drain() {
+            task.handle.abort();
+        }
+        for (_, task) in self.orgs.drain() {
             task.handle.abort();
         }
     }

@@ -31,7 +31,8 @@ LOOPBACK = "127.0.0.1"
 
 # ---------------------------------------------------------------- the demo's tokens
 # What `apitoken_exporter demo` is specified to produce (see the e2e brief / SPEC §5).
-VALID_TOKENS = ["jira-valid", "confluence-valid", "bitbucket-valid", "admin-valid"]
+# demo-org-admin-key: the implicit token watching the organization's admin key
+VALID_TOKENS = ["jira-valid", "confluence-valid", "bitbucket-valid", "admin-valid", "demo-org-admin-key"]
 
 # (alertname, token) pairs that must reach the webhook.
 EXPECTED_ALERTS = [
@@ -62,7 +63,16 @@ ALL_TOKENS = {
     "bitbucket-ratelimited": "bitbucket",
     "admin-valid": "atlassian_admin",
     "admin-unreachable": "atlassian_admin",
+    "demo-org-admin-key": "atlassian_admin",
 }
+
+# Organization inventory alerts the demo's organization must raise (label org="demo-org"):
+# a key expiring in 5 days, tokens expiring within 14 days, tokens unused for > 90 days.
+EXPECTED_ORG_ALERTS = [
+    "AtlassianAdminApiKeyExpiringSoon",
+    "AtlassianOrgTokenExpiringSoon",
+    "AtlassianOrgTokenUnused",
+]
 
 # PromQL (instant) -> (low, high) inclusive bounds every returned sample must satisfy, or
 # None for "must be absent". `time()`-relative bounds are loose: probes are seconds old.
@@ -112,7 +122,12 @@ METRIC_CONTRACT = [
     ('apitoken_probes_total{token="admin-unreachable",result="error"}', (1, 1e9)),
     ('apitoken_exporter_build_info', (1, 1)),
     ('apitoken_exporter_config_last_reload_successful', (1, 1)),
-    ('apitoken_exporter_tokens', (11, 11)),
+    ('apitoken_exporter_tokens', (11, 11)),  # configured tokens; the implicit one is not counted
+    ('apitoken_org_inventory_success{org="demo-org"}', (1, 1)),
+    ('time() - apitoken_org_inventory_last_success_timestamp_seconds{org="demo-org"}', (-1, 120)),
+    ('count(apitoken_org_token_last_active_timestamp_seconds{org="demo-org"})', (250, 400)),
+    ('count(apitoken_org_api_key_expiry_timestamp_seconds{org="demo-org"})', (3, 3)),
+    ('apitoken_info{token="jira-expiring",expiry_source="org_inventory"}', (1, 1)),
 ]
 
 # Per-token series that must exist for every demo token (SPEC §5).
@@ -126,29 +141,22 @@ PER_TOKEN_METRICS = [
 
 # The dashboard's stat panels, by title, and the value the demo must show.
 EXPECTED_STATS = {
-    "Valid": 6,  # jira-valid, jira-expiring, jira-revoked, confluence-valid, bitbucket-valid, admin-valid
+    "Valid": 7,  # jira-valid, jira-expiring, jira-revoked, confluence-valid, bitbucket-valid, admin-valid, demo-org-admin-key
     "Expiring < 30d": 2,  # jira-expiring (5 days), admin-unreachable (25 days)
     "Expired": 1,  # jira-expired
     "Anonymous fallback": 1,  # jira-anonymous
     "Identity mismatch": 1,  # confluence-mismatch
     "Rejected": 1,  # jira-expired
     "Probe failing": 2,  # bitbucket-ratelimited, admin-unreachable
-    "Tokens": 11,
+    "Tokens": 12,  # 11 configured + the implicit demo-org-admin-key
     "Exporter up": 1,
     "Config reload": 1,
     "Configured tokens": 11,
 }
 
-# Dashboard expressions allowed to return no data against the demo.
-# Org inventory arrives with the inventory issue: the demo has no organization yet, so the
-# apitoken_org_* panels are empty. Remove entries here once the demo lists an organization.
-ALLOWED_EMPTY = {
-    '(apitoken_org_token_expiry_timestamp_seconds{job=~"$job"} - time()) / 86400',
-    '(time() - apitoken_org_token_last_active_timestamp_seconds{job=~"$job"}) / 86400',
-    'sort((apitoken_org_api_key_expiry_timestamp_seconds{job=~"$job"} - time()) / 86400)',
-    'min(apitoken_org_inventory_success{job=~"$job"})',
-    'time() - min(apitoken_org_inventory_last_success_timestamp_seconds{job=~"$job"})',
-}
+# Dashboard expressions allowed to return no data against the demo (none: the demo has an
+# organization, so even the inventory panels must show data).
+ALLOWED_EMPTY: set = set()
 
 # Grafana variables -> values that make sense in a plain /api/v1/query.
 GRAFANA_SUBSTITUTIONS = [
@@ -373,7 +381,9 @@ def cmd_check(prom, webhook_out, dashboard_dir, timeout):
     pairs = {}
     while time.monotonic() < deadline:
         pairs = firing_pairs(received_alerts(webhook_out))
-        if all(p in pairs for p in EXPECTED_ALERTS):
+        org_firing = {a["labels"].get("alertname") for a in received_alerts(webhook_out)
+                      if a.get("status") == "firing" and a["labels"].get("org") == "demo-org"}
+        if all(p in pairs for p in EXPECTED_ALERTS) and set(EXPECTED_ORG_ALERTS) <= org_firing:
             break
         time.sleep(1)
     report.info(f"waited {time.monotonic() - started:.0f}s for alerts; received firing: "
@@ -393,6 +403,19 @@ def cmd_check(prom, webhook_out, dashboard_dir, timeout):
                 problems.append("summary/description do not name the token")
             ok, detail = not problems, "; ".join(problems)
         report.check(ok, f"webhook received {alertname} for {token}", detail)
+
+    org_alerts = [a for a in received_alerts(webhook_out)
+                  if a.get("status") == "firing" and a["labels"].get("org") == "demo-org"]
+    for alertname in EXPECTED_ORG_ALERTS:
+        got = [a for a in org_alerts if a["labels"].get("alertname") == alertname]
+        ok = bool(got) and all(a["labels"].get("severity") in ("warning", "critical")
+                               and "demo-org" in a.get("annotations", {}).get("summary", "")
+                               + a.get("annotations", {}).get("description", "")
+                               for a in got)
+        report.check(ok, f"webhook received {alertname} for org demo-org",
+                     "not received" if not got else "severity/annotations do not name the org")
+    emails = [a for a in org_alerts if any("@" in v for v in a["labels"].values())]
+    report.check(not emails, "no e-mail address in any org alert label", str(emails[:1]))
 
     # 3. Nothing fires (or is even pending) for the valid tokens, nor for the exporter itself.
     # Give the rules a few more evaluation cycles than the shortened `for:` first.
@@ -433,7 +456,10 @@ def cmd_check(prom, webhook_out, dashboard_dir, timeout):
     samples, err = prom_query(prom, "apitoken_info")
     bad = []
     for lbl, _ in samples or []:
-        need = ["site", "expiry_source", "team"]
+        # configured demo tokens carry the custom `team` label; the implicit admin-key
+        # token carries `org` instead
+        custom = "org" if lbl.get("token") == "demo-org-admin-key" else "team"
+        need = ["site", "expiry_source", custom]
         lacking = [k for k in need if not lbl.get(k)]
         if lacking:
             bad.append(f"{lbl.get('token')} lacks {lacking}")

@@ -41,6 +41,8 @@ DEMO_TOKENS = {
     "bitbucket-ratelimited": {"state_or_error_re": r"probe failing|\brate_limited\b"},
     "admin-valid": {"state": "valid"},
     "admin-unreachable": {"error_re": r"\bconnect\b"},
+    # the implicit token watching the demo organization's admin key
+    "demo-org-admin-key": {"state": "valid"},
 }
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

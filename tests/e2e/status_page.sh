@@ -131,8 +131,8 @@ PORT="$(python3 "$HELPER" free-port)" || setup_fail "could not pick a free port"
 DEMO="127.0.0.1:$PORT"
 start_exporter demo demo --web.listen-address="$DEMO"
 DEMO_PID="${PIDS[-1]}"
-if err="$(python3 "$HELPER" wait-probes "http://$DEMO/metrics" 11 "$PROBE_WAIT" "$DEMO_PID" 2>&1)"; then
-  pass "demo: /metrics shows a finished probe for all 11 tokens"
+if err="$(python3 "$HELPER" wait-probes "http://$DEMO/metrics" 12 "$PROBE_WAIT" "$DEMO_PID" 2>&1)"; then
+  pass "demo: /metrics shows a finished probe for all 12 tokens"
 else
   setup_fail "demo: $err"
 fi
