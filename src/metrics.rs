@@ -154,6 +154,9 @@ const ORG_LAST_SUCCESS: Family = family(
     "Unix time the organization inventory last completed",
 );
 
+/// How stale a cached body may be when only probe results changed.
+pub const MAX_STALENESS: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Caches the rendered body.
 #[derive(Default)]
 pub struct MetricsCache {
@@ -163,7 +166,10 @@ pub struct MetricsCache {
 
 #[derive(Clone)]
 pub struct Rendered {
-    key: (u64, u64),
+    config: u64,
+    version: u64,
+    second: u64,
+    at: std::time::Instant,
     pub plain: Bytes,
     pub gzip: Bytes,
 }
@@ -176,13 +182,22 @@ impl MetricsCache {
         }
     }
 
-    /// The current body. Renders when the state or the second changed since last time;
-    /// concurrent scrapes wait for one render instead of each doing their own.
+    /// The current body. A configuration change (reload, token set) re-renders at once;
+    /// probe results re-render at most once per [`MAX_STALENESS`], so with thousands of
+    /// tokens probing every second a scrape storm still renders about once a second.
+    /// Concurrent scrapes wait for one render instead of each doing their own.
     pub fn get(&self, store: &Store) -> Rendered {
         let now = unix_now();
-        let key = (store.version(), now as u64);
+        let (config, version, second) = (store.config_version(), store.version(), now as u64);
         let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = cached.as_ref().filter(|r| r.key == key) {
+        if let Some(r) = cached.as_ref().filter(|r| {
+            r.config == config
+                && if r.version == version {
+                    r.second == second
+                } else {
+                    r.at.elapsed() < MAX_STALENESS
+                }
+        }) {
             return r.clone();
         }
         let mut text = render(&store.read(), now);
@@ -191,7 +206,10 @@ impl MetricsCache {
         }
         let gzip = gzip(text.as_bytes());
         let r = Rendered {
-            key,
+            config,
+            version,
+            second,
+            at: std::time::Instant::now(),
             plain: Bytes::from(text),
             gzip,
         };
@@ -627,5 +645,20 @@ mod tests {
         store.set_tokens(vec![], &|_| false);
         let b = cache.get(&store);
         assert!(!String::from_utf8_lossy(&b.plain).contains("token=\"t\""));
+    }
+
+    #[test]
+    fn probe_results_rerender_at_most_once_per_staleness_window() {
+        let store = store_with("t", &[], None);
+        let cache = MetricsCache::new();
+        let _ = cache.get(&store);
+        let g = store.read().tokens["t"].generation;
+        let valid = Outcome::Valid { account_id: None };
+        store.record("t", g, &valid, Duration::ZERO);
+        let cached = String::from_utf8_lossy(&cache.get(&store).plain).into_owned();
+        assert!(!cached.contains("apitoken_valid{"), "re-rendered within the window");
+        std::thread::sleep(MAX_STALENESS + Duration::from_millis(100));
+        let fresh = String::from_utf8_lossy(&cache.get(&store).plain).into_owned();
+        assert!(fresh.contains("apitoken_valid{token=\"t\",provider=\"jira\"} 1"), "{fresh}");
     }
 }

@@ -252,6 +252,8 @@ pub struct Transition {
 pub struct Store {
     inner: RwLock<Inner>,
     version: AtomicU64,
+    /// Bumped only by configuration-level changes (token/org set, reload, readiness).
+    config_version: AtomicU64,
     next_generation: AtomicU64,
 }
 
@@ -266,9 +268,15 @@ impl Store {
         Self::default()
     }
 
-    /// Bumped on every change; the metrics cache keys on it.
+    /// Bumped on every change.
     pub fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
+    }
+
+    /// Bumped when the configuration changes (not by probe results). The metrics cache
+    /// re-renders at once for these, and at most once a second for probe results.
+    pub fn config_version(&self) -> u64 {
+        self.config_version.load(Ordering::Acquire)
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, Inner> {
@@ -282,6 +290,12 @@ impl Store {
         r
     }
 
+    fn write_config<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        let r = self.write(f);
+        self.config_version.fetch_add(1, Ordering::AcqRel);
+        r
+    }
+
     /// Replaces the token set. Tokens in `reset` (new, or probe settings changed) start
     /// from a clean state with a new generation; others keep status and generation.
     /// Tokens not listed disappear. Returns each token's generation.
@@ -290,7 +304,7 @@ impl Store {
         metas: Vec<TokenMeta>,
         reset: &dyn Fn(&str) -> bool,
     ) -> BTreeMap<String, u64> {
-        self.write(|inner| {
+        self.write_config(|inner| {
             let mut old = std::mem::take(&mut inner.tokens);
             let mut generations = BTreeMap::new();
             for meta in metas {
@@ -322,7 +336,7 @@ impl Store {
         names: &[String],
         reset: &dyn Fn(&str) -> bool,
     ) -> BTreeMap<String, u64> {
-        self.write(|inner| {
+        self.write_config(|inner| {
             let mut old = std::mem::take(&mut inner.orgs);
             let mut generations = BTreeMap::new();
             for name in names {
@@ -407,11 +421,11 @@ impl Store {
     }
 
     pub fn set_ready(&self) {
-        self.write(|inner| inner.exporter.ready = true);
+        self.write_config(|inner| inner.exporter.ready = true);
     }
 
     pub fn record_reload(&self, ok: bool) {
-        self.write(|inner| {
+        self.write_config(|inner| {
             inner.exporter.last_reload_successful = ok;
             if ok {
                 inner.exporter.last_reload_success = Some(unix_now());
