@@ -161,6 +161,8 @@ pub const MAX_STALENESS: std::time::Duration = std::time::Duration::from_secs(1)
 #[derive(Default)]
 pub struct MetricsCache {
     cached: Mutex<Option<Rendered>>,
+    /// Held by the one scrape that renders; the others serve the previous body meanwhile.
+    rendering: Mutex<()>,
     process: Option<prometheus::process_collector::ProcessCollector>,
 }
 
@@ -178,6 +180,7 @@ impl MetricsCache {
     pub fn new() -> Self {
         Self {
             cached: Mutex::new(None),
+            rendering: Mutex::new(()),
             process: Some(prometheus::process_collector::ProcessCollector::for_self()),
         }
     }
@@ -185,36 +188,71 @@ impl MetricsCache {
     /// The current body. A configuration change (reload, token set) re-renders at once;
     /// probe results re-render at most once per [`MAX_STALENESS`], so with thousands of
     /// tokens probing every second a scrape storm still renders about once a second.
-    /// Concurrent scrapes wait for one render instead of each doing their own.
+    /// While one scrape renders, concurrent scrapes get the previous body (at most one
+    /// render old) instead of queueing behind it — unless the configuration changed.
     pub fn get(&self, store: &Store) -> Rendered {
-        let now = unix_now();
-        let (config, version, second) = (store.config_version(), store.version(), now as u64);
-        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = cached.as_ref().filter(|r| {
-            r.config == config
-                && if r.version == version {
-                    r.second == second
-                } else {
-                    r.at.elapsed() < MAX_STALENESS
-                }
-        }) {
-            return r.clone();
+        if let Some(r) = self.fresh(store) {
+            return r;
         }
+        let _rendering = match self.rendering.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => {
+                let previous = self
+                    .cached
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                if let Some(r) = previous.filter(|r| r.config == store.config_version()) {
+                    return r;
+                }
+                self.rendering.lock().unwrap_or_else(|e| e.into_inner())
+            }
+        };
+        // Another scrape may have rendered while we waited for the lock.
+        if let Some(r) = self.fresh(store) {
+            return r;
+        }
+        let r = self.render(store);
+        *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = Some(r.clone());
+        r
+    }
+
+    /// The cached body if it is still current (cheap; never renders).
+    pub fn fresh(&self, store: &Store) -> Option<Rendered> {
+        let now = unix_now() as u64;
+        let (config, version) = (store.config_version(), store.version());
+        let cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        cached
+            .as_ref()
+            .filter(|r| {
+                r.config == config
+                    && if r.version == version {
+                        r.second == now
+                    } else {
+                        r.at.elapsed() < MAX_STALENESS
+                    }
+            })
+            .cloned()
+    }
+
+    fn render(&self, store: &Store) -> Rendered {
+        let now = unix_now();
+        // Versions are read before the state, so a change during rendering makes the next
+        // scrape re-render rather than being hidden behind a newer version number.
+        let (config, version) = (store.config_version(), store.version());
         let mut text = render(&store.read(), now);
         if let Some(p) = &self.process {
             encode_process(p, &mut text);
         }
         let gzip = gzip(text.as_bytes());
-        let r = Rendered {
+        Rendered {
             config,
             version,
-            second,
+            second: now as u64,
             at: std::time::Instant::now(),
             plain: Bytes::from(text),
             gzip,
-        };
-        *cached = Some(r.clone());
-        r
+        }
     }
 }
 
@@ -656,9 +694,15 @@ mod tests {
         let valid = Outcome::Valid { account_id: None };
         store.record("t", g, &valid, Duration::ZERO);
         let cached = String::from_utf8_lossy(&cache.get(&store).plain).into_owned();
-        assert!(!cached.contains("apitoken_valid{"), "re-rendered within the window");
+        assert!(
+            !cached.contains("apitoken_valid{"),
+            "re-rendered within the window"
+        );
         std::thread::sleep(MAX_STALENESS + Duration::from_millis(100));
         let fresh = String::from_utf8_lossy(&cache.get(&store).plain).into_owned();
-        assert!(fresh.contains("apitoken_valid{token=\"t\",provider=\"jira\"} 1"), "{fresh}");
+        assert!(
+            fresh.contains("apitoken_valid{token=\"t\",provider=\"jira\"} 1"),
+            "{fresh}"
+        );
     }
 }

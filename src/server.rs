@@ -35,7 +35,20 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let rendered = s.metrics.get(&s.store);
+    // Rendering thousands of tokens takes milliseconds: keep it off the async workers.
+    let rendered = match s.metrics.fresh(&s.store) {
+        Some(r) => r,
+        None => {
+            let (metrics, store) = (s.metrics.clone(), s.store.clone());
+            match tokio::task::spawn_blocking(move || metrics.get(&store)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n")
+                        .into_response()
+                }
+            }
+        }
+    };
     let wants_gzip = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
