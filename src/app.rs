@@ -71,6 +71,9 @@ pub async fn run_exporter(opts: ExporterOptions) -> Result<(), String> {
         "apitoken-exporter started; first probes are spread over each token's interval"
     );
 
+    // The scheduler and the store hold what they need; at 10,000 tokens a second copy of
+    // the whole config for the life of the process is megabytes.
+    drop(config);
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let controller = tokio::spawn(reload_loop(
         scheduler,
@@ -167,7 +170,15 @@ async fn watch_config(
 /// A hash of the config file's content, to notice changes.
 fn fingerprint(path: &Path) -> Option<u64> {
     use std::hash::{Hash, Hasher};
-    let bytes = std::fs::read(path).ok()?;
+    use std::io::Read as _;
+    // Bounded like `Config::load`: a pipe or device as config file must not be read forever.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            f.take(crate::config::MAX_CONFIG_BYTES + 1)
+                .read_to_end(&mut bytes)
+        })
+        .ok()?;
     let mut h = std::collections::hash_map::DefaultHasher::new();
     bytes.hash(&mut h);
     Some(h.finish())

@@ -38,7 +38,8 @@ pub enum Spread {
 }
 
 struct Task {
-    token: TokenConfig,
+    /// Shared with the task's probe loop: one copy per token, not two.
+    token: Arc<TokenConfig>,
     handle: JoinHandle<()>,
 }
 
@@ -105,7 +106,7 @@ impl Scheduler {
         for token in watched {
             let keep = !restart.get(token.name.as_str()).copied().unwrap_or(true);
             if let (true, Some(mut task)) = (keep, old.remove(&token.name)) {
-                task.token = token.clone();
+                task.token = Arc::new(token.clone());
                 self.tasks.insert(token.name.clone(), task);
                 continue;
             }
@@ -120,8 +121,9 @@ impl Scheduler {
                 Spread::Within(w) => w.min(token.probe_interval),
             };
             let first = jitter(window);
+            let shared = Arc::new(token.clone());
             let ctx = ProbeCtx {
-                token: token.clone(),
+                token: shared.clone(),
                 secret: SecretReader::new(token.secret.clone()),
                 generation,
                 store: self.store.clone(),
@@ -132,7 +134,7 @@ impl Scheduler {
             self.tasks.insert(
                 token.name.clone(),
                 Task {
-                    token: token.clone(),
+                    token: shared,
                     handle,
                 },
             );
@@ -256,7 +258,7 @@ fn jitter(window: Duration) -> Duration {
 }
 
 struct ProbeCtx {
-    token: TokenConfig,
+    token: Arc<TokenConfig>,
     secret: SecretReader,
     generation: u64,
     store: Arc<Store>,
@@ -271,7 +273,9 @@ async fn run(ctx: ProbeCtx, first: Duration) {
             let Ok(_permit) = ctx.semaphore.acquire().await else {
                 return; // semaphore closed: shutting down
             };
-            let (outcome, took) = probe_token(&ctx.client, &ctx.token, &ctx.secret).await;
+            // Boxed: the request future is large, and an unboxed one would be part of every
+            // idle task's state (10,000 sleeping tokens x several KiB).
+            let (outcome, took) = Box::pin(probe_token(&ctx.client, &ctx.token, &ctx.secret)).await;
             if let Some(t) = ctx
                 .store
                 .record(&ctx.token.name, ctx.generation, &outcome, took)

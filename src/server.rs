@@ -59,7 +59,7 @@ async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Response {
             .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         r
     } else {
-        rendered.plain.into_response()
+        rendered.plain().into_response()
     };
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));

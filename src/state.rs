@@ -142,7 +142,8 @@ impl TokenStatus {
         self.results[outcome.kind().index()] += 1;
         self.effective_interval = Some(outcome.next_delay(interval).as_secs_f64());
         self.last_probe = Some(finished_at);
-        self.last_duration = Some(duration.as_secs_f64());
+        // microseconds are plenty, and shorter numbers make a smaller body
+        self.last_duration = Some((duration.as_secs_f64() * 1e6).round() / 1e6);
         let conclusive = match outcome {
             Outcome::Valid { .. } => (true, false, false),
             Outcome::Mismatch { .. } => (true, false, true),
@@ -400,7 +401,7 @@ impl Store {
         outcome: &Outcome,
         duration: Duration,
     ) -> Option<Transition> {
-        let finished_at = unix_now();
+        let finished_at = (unix_now() * 1000.0).round() / 1000.0; // milliseconds
         self.write(|inner| {
             let entry = inner.tokens.get_mut(name)?;
             if entry.generation != generation {
