@@ -16,6 +16,9 @@ cargo fmt --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 
+step "dependency hygiene (cargo deny: licenses, bans, sources)"
+bash scripts/deny.sh
+
 step "cargo build"
 cargo build --locked
 

@@ -201,7 +201,18 @@ impl Config {
                 meta.len()
             )));
         }
-        let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        // The size check above sees 0 bytes for pipes and devices (`<(…)`, /dev/zero), so
+        // the read itself is bounded too.
+        use std::io::Read as _;
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(|e| fail(format!("cannot read: {e}")))?;
+        if bytes.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(fail(format!(
+                "more than {MAX_CONFIG_BYTES} bytes; the limit is {MAX_CONFIG_BYTES}"
+            )));
+        }
         let text = String::from_utf8(bytes).map_err(|e| {
             fail(format!(
                 "not valid UTF-8 (first bad byte at offset {})",
@@ -216,11 +227,16 @@ impl Config {
 
     /// Parses and validates YAML text. Errors are located by YAML path and line.
     pub fn parse(text: &str) -> Result<Config, Vec<String>> {
+        if let Some((line, column)) = flow_too_deep(text) {
+            return Err(vec![format!(
+                "invalid YAML: [ ] / {{ }} collections nested deeper than {MAX_FLOW_DEPTH} levels at line {line} column {column} (a config needs at most 3)"
+            )]);
+        }
         let raw: RawConfig = if text.trim().is_empty() {
             RawConfig::default()
         } else {
             serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text))
-                .map_err(|e| vec![yaml_error(&e)])?
+                .map_err(|e| vec![redact_tokens(&yaml_error(&e))])?
         };
         raw.validate()
     }
@@ -258,6 +274,91 @@ impl Config {
                     .map(|e| format!("{loc}: {e}"))
             })
             .collect()
+    }
+}
+
+/// Deepest nesting of flow collections (`[`, `{`) accepted; the schema needs 3
+/// (`tokens: [{labels: {…}}]`). libyaml's scanner re-walks its stack of open flow levels
+/// for every token, so parsing costs depth × size: 100,000 nested `[` took 15 s (release)
+/// to reject, a 16 MiB file of them hours. Deep input is refused before parsing instead.
+const MAX_FLOW_DEPTH: usize = 64;
+
+/// Line and column (1-based) where flow collections first nest deeper than
+/// [`MAX_FLOW_DEPTH`]. A linear pre-scan, not a YAML parser: brackets inside quoted
+/// scalars and comments do not count; a plain scalar full of unbalanced `[` may (a false
+/// alarm no real config raises).
+fn flow_too_deep(text: &str) -> Option<(usize, usize)> {
+    let (mut depth, mut line, mut column) = (0usize, 1usize, 0usize);
+    let (mut quote, mut escaped, mut comment) = (None, false, false);
+    let mut prev = '\n';
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        column += 1;
+        if c == '\n' {
+            (line, column, comment) = (line + 1, 0, false);
+        } else if comment {
+        } else if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if q == '"' && c == '\\' {
+                escaped = true;
+            } else if q == '\'' && c == '\'' && chars.peek() == Some(&'\'') {
+                chars.next(); // `''` is an escaped quote inside single quotes
+                column += 1;
+            } else if c == q {
+                quote = None;
+            }
+        } else {
+            match c {
+                '#' if prev.is_whitespace() => comment = true,
+                // A quote opens a quoted scalar only where a scalar can start (`it's` is
+                // a plain scalar).
+                '"' | '\'' if prev.is_whitespace() || "[{,:".contains(prev) => quote = Some(c),
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > MAX_FLOW_DEPTH {
+                        return Some((line, column));
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        prev = c;
+    }
+    None
+}
+
+#[cfg(test)]
+mod flow_depth_tests {
+    use super::*;
+
+    #[test]
+    fn deep_flow_nesting_is_found_where_it_starts() {
+        let deep = format!("tokens:\n  - {}", "[".repeat(10_000));
+        assert_eq!(flow_too_deep(&deep), Some((2, 5 + MAX_FLOW_DEPTH)));
+        let ok = format!(
+            "x: {}{}",
+            "[".repeat(MAX_FLOW_DEPTH),
+            "]".repeat(MAX_FLOW_DEPTH)
+        );
+        assert_eq!(flow_too_deep(&ok), None);
+    }
+
+    #[test]
+    fn brackets_in_quotes_and_comments_do_not_count() {
+        let many = "[".repeat(100);
+        for text in [
+            format!("a: \"{many}\"\n"),
+            format!("a: '{many}'\n"),
+            format!("a: 'it''s {many}'\n"),
+            format!("a: \"\\\" {many}\"\n"),
+            format!("# {many}\na: 1 # {many}\n"),
+        ] {
+            assert_eq!(flow_too_deep(&text), None, "{text}");
+        }
+        // `it's` is plain: the quote does not hide what follows.
+        assert!(flow_too_deep(&format!("a: it's {many}\n")).is_some());
     }
 }
 
@@ -639,12 +740,22 @@ fn secret_source(
             ));
             None
         }
+        // A token pasted here instead of a variable name or path must not be echoed back
+        // (nor later shown as "variable … is not set"): name the field, never the value.
+        (Some(name), None) if looks_like_token(&name) => {
+            problems.push(format!("{loc}.{env_key}: {PASTED_TOKEN}"));
+            None
+        }
+        (None, Some(path)) if looks_like_token(&path.to_string_lossy()) => {
+            problems.push(format!("{loc}.{file_key}: {PASTED_TOKEN}"));
+            None
+        }
         (Some(name), None) => {
             if is_env_name(&name) {
                 Some(SecretSource::Env(name))
             } else {
                 problems.push(format!(
-                    "{loc}.{env_key}: {name:?} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"
+                    "{loc}.{env_key}: not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"
                 ));
                 None
             }
@@ -658,6 +769,36 @@ fn secret_source(
             }
         }
     }
+}
+
+const PASTED_TOKEN: &str = "this looks like a token itself; put it in an environment variable or file and name that here (inline secrets are not supported)";
+
+/// Prefixes of Atlassian credentials: API tokens, admin/access keys, Bitbucket app
+/// passwords. Used to keep a secret written into the config out of every error message.
+const TOKEN_PREFIXES: [&str; 3] = ["ATATT", "ATCTT", "ATBB"];
+
+fn looks_like_token(s: &str) -> bool {
+    let s = s.trim();
+    s.len() >= 20 && TOKEN_PREFIXES.iter().any(|p| s.starts_with(p))
+}
+
+/// Replaces every token-looking word in an error message by `***` (serde quotes the values
+/// it cannot use, e.g. `invalid type: string "ATATT…"`).
+fn redact_tokens(msg: &str) -> String {
+    let is_word = |c: char| c.is_ascii_alphanumeric() || "-_=+/.".contains(c);
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(start) = rest.find(|c: char| is_word(c)) {
+        out.push_str(&rest[..start]);
+        let word_len = rest[start..]
+            .find(|c: char| !is_word(c))
+            .unwrap_or(rest.len() - start);
+        let word = &rest[start..start + word_len];
+        out.push_str(if looks_like_token(word) { "***" } else { word });
+        rest = &rest[start + word_len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn is_env_name(s: &str) -> bool {
@@ -909,7 +1050,7 @@ tokens:
             "tokens[2] (b).site: required for provider confluence",
             "tokens[2] (b).email: required for provider confluence",
             "tokens[3] (c).email: not used by provider atlassian_admin",
-            "tokens[3] (c).token_env: \"1BAD\" is not an environment variable name",
+            "tokens[3] (c).token_env: not an environment variable name",
             "tokens[4] (d): set either expires_at or created_at",
             "tokens[5] (e).labels.token: reserved label name",
         ] {

@@ -198,10 +198,7 @@ fn classify(e: &reqwest::Error, host: &str) -> FetchError {
         // A response head hyper cannot parse (bytes not allowed in a header name, a head
         // over hyper's limits of ~400 KB or 100 headers) means the server did answer, with
         // garbage: a bad response, not a connection failure.
-        if let Some(parse) = err
-            .downcast_ref::<hyper::Error>()
-            .filter(|h| h.is_parse())
-        {
+        if let Some(parse) = err.downcast_ref::<hyper::Error>().filter(|h| h.is_parse()) {
             return FetchError::new(
                 ErrorReason::BadResponse,
                 format!("malformed HTTP response from {host}: {parse}"),

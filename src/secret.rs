@@ -25,11 +25,22 @@ impl Secret {
     }
 }
 
-impl Drop for Secret {
-    fn drop(&mut self) {
+/// Wipes the value: every byte of the buffer's capacity is overwritten (zeroize's volatile
+/// writes, which the optimizer may not remove), then the length is set to 0.
+impl Zeroize for Secret {
+    fn zeroize(&mut self) {
         self.0.zeroize();
     }
 }
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.zeroize();
+    }
+}
+
+/// The zeroize crate's marker for "dropping this wipes its memory" (the `Drop` above).
+impl zeroize::ZeroizeOnDrop for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

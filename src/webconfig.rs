@@ -77,6 +77,32 @@ struct RawHttp {
     http2: Option<bool>,
 }
 
+/// serde quotes a value it cannot use (`invalid type: string "…", expected a map`). In this
+/// file that value may be a password written in the wrong place, so it is cut out.
+fn without_string_values(msg: &str) -> String {
+    const QUOTED: &str = "string \"";
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(start) = rest.find(QUOTED) {
+        out.push_str(&rest[..start]);
+        out.push_str("string (value not shown)");
+        // Skip the Debug-quoted value, honouring its backslash escapes.
+        let mut escaped = false;
+        let value = &rest[start + QUOTED.len()..];
+        let end = value
+            .char_indices()
+            .find(|&(_, c)| {
+                let closes = c == '"' && !escaped;
+                escaped = c == '\\' && !escaped;
+                closes
+            })
+            .map_or(value.len(), |(i, _)| i + 1);
+        rest = &value[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Loads and validates the file: certificates and keys readable, hashes well-formed.
 pub fn load(path: &Path) -> Result<WebConfig, String> {
     let err = |msg: String| format!("web config {}: {msg}", path.display());
@@ -91,7 +117,10 @@ pub fn load(path: &Path) -> Result<WebConfig, String> {
         serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(&text)).map_err(
             |e| {
                 let path = e.path().to_string();
-                err(format!("{path}: {}", e.into_inner()))
+                err(format!(
+                    "{path}: {}",
+                    without_string_values(&e.into_inner().to_string())
+                ))
             },
         )?
     };
@@ -108,8 +137,10 @@ pub fn load(path: &Path) -> Result<WebConfig, String> {
         let mut users = BTreeMap::new();
         for (user, hash) in raw.basic_auth_users {
             if user.is_empty() || user.contains(':') {
+                // `user:password` written as the key: show the user part only.
+                let shown = user.split(':').next().unwrap_or("");
                 return Err(err(format!(
-                    "basic_auth_users: invalid user name {user:?} (empty or contains ':')"
+                    "basic_auth_users: invalid user name {shown:?}… (empty or contains ':'; the value is the password's bcrypt hash)"
                 )));
             }
             // Validate the hash format now rather than at the first request.

@@ -142,3 +142,219 @@ fn secret_debug_output_is_redacted() {
     .unwrap();
     assert!(!format!("{c:?}").is_empty());
 }
+
+// ---- every other command and error path --------------------------------------------------
+
+/// Canaries for the tests below: each names where it sits, so a hit says what leaked.
+const CANARY_ENV: &str = "ATATT3xCANARYinEnvVar7f3a";
+const CANARY_FILE: &str = "ATATT3xCANARYinTokenFile91c2";
+const CANARY_WEB_PASSWORD: &str = "CANARYwebPasswordQ8x4";
+
+fn assert_no_canary(what: &str, text: &str, canaries: &[&str]) {
+    for c in canaries {
+        assert!(!text.contains(c), "{c} leaked into {what}:\n{text}");
+        let b64 = base64_of(&format!("{EMAIL}:{c}"));
+        assert!(!text.contains(&b64), "encoded {c} leaked into {what}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_never_shows_its_secrets() {
+    // The demo's credentials are random, but all start with this prefix.
+    const DEMO_PREFIX: &str = "ATATT3xDEMO";
+    let e = Exporter::start_with_args("", &[], &["demo"]);
+    let m = e
+        .wait_for(Duration::from_secs(20), "every demo token probed", |m| {
+            let infos =
+                m.0.lines()
+                    .filter(|l| l.starts_with("apitoken_info{"))
+                    .count();
+            let probed =
+                m.0.lines()
+                    .filter(|l| l.starts_with("apitoken_last_probe_timestamp_seconds{"))
+                    .count();
+            infos >= 8 && probed == infos
+        })
+        .await;
+    assert!(!m.0.contains(DEMO_PREFIX), "demo secret in /metrics");
+    for path in ["/", "/-/ready", "/-/healthy", "/nope", "/-/reload"] {
+        let (_, body) = e.get(path).await;
+        assert!(
+            !body.contains(DEMO_PREFIX),
+            "demo secret in {path}:\n{body}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = e.output();
+    assert!(out.contains("demo started"), "{out}");
+    assert!(
+        !out.contains(DEMO_PREFIX),
+        "demo secret in stdout/stderr:\n{out}"
+    );
+}
+
+/// Broken configs that still name env vars and files holding the canaries.
+fn broken_configs(file: &std::path::Path) -> Vec<String> {
+    let tok = |extra: &str| {
+        format!(
+            "tokens:\n  - name: envtok\n    provider: jira\n    site: https://acme.atlassian.net\n    email: {EMAIL}\n    token_env: CANARY_ENV\n{extra}  - name: filetok\n    provider: jira\n    site: https://acme.atlassian.net\n    email: {EMAIL}\n    token_file: {}\n",
+            file.display()
+        )
+    };
+    vec![
+        tok("    bogus: 1\n"),
+        tok("    probe_interval: soon\n"),
+        tok("    expires_at: tomorrow\n"),
+        tok("    labels: {token: x}\n"),
+        tok("    token_file: /also/a/file\n"),
+        format!("{}  - {{name: envtok, provider: jira, site: \"https://x\", email: e, token_env: CANARY_ENV}}\n", tok("")),
+        tok("").replace("https://acme", "http://acme"),
+        format!("{}tokens: [\n", tok("")),
+        format!("global:\n  probe_interval: 5m\n{}", tok("")).replace("global:", "global: ["),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_configs_never_print_the_secrets_they_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "tok", &format!("{CANARY_FILE}\n"));
+    let env = [("CANARY_ENV", CANARY_ENV)];
+    let canaries = [CANARY_ENV, CANARY_FILE];
+    for (i, yaml) in broken_configs(&file).iter().enumerate() {
+        let path = write(dir.path(), &format!("broken{i}.yaml"), yaml);
+        let arg = format!("--config.file={}", path.display());
+        for args in [
+            vec!["--config.check", arg.as_str()],
+            vec!["check", arg.as_str()],
+            vec!["check", arg.as_str(), "--output=json"],
+            vec![arg.as_str(), "--web.listen-address=127.0.0.1:0"],
+        ] {
+            let (code, out, err) = run_cli(&args, &env);
+            assert!(
+                code == 1 || code == 2,
+                "{args:?} on broken{i}: {code}\n{err}"
+            );
+            assert!(!err.is_empty(), "{args:?}: no error text");
+            assert_no_canary(
+                &format!("{args:?} on broken{i}"),
+                &format!("{out}{err}"),
+                &canaries,
+            );
+        }
+    }
+
+    // The same configs as failed reloads of a running exporter.
+    let good = format!(
+        "global: {{probe_interval: 1s}}\ntokens:\n  - {{name: envtok, provider: jira, site: \"https://nonexistent.invalid\", email: {EMAIL}, token_env: CANARY_ENV}}\n  - {{name: filetok, provider: jira, site: \"https://nonexistent.invalid\", email: {EMAIL}, token_file: {}}}\n",
+        file.display()
+    );
+    let e = Exporter::start(&good, &env);
+    let client = reqwest::Client::new();
+    for (i, yaml) in broken_configs(&file).iter().enumerate() {
+        e.write_config(yaml);
+        let r = client
+            .post(format!("{}/-/reload", e.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 500, "broken{i}");
+        assert_no_canary(
+            &format!("reload of broken{i}"),
+            &r.text().await.unwrap(),
+            &canaries,
+        );
+    }
+    e.wait_for(Duration::from_secs(15), "both probed", |m| {
+        m.has("apitoken_last_probe_timestamp_seconds", "envtok")
+            && m.has("apitoken_last_probe_timestamp_seconds", "filetok")
+    })
+    .await;
+    assert_no_canary("/metrics", &e.metrics().await.0, &canaries);
+    assert_no_canary("status page", &e.get("/").await.1, &canaries);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_no_canary("exporter output", &e.output(), &canaries);
+}
+
+#[test]
+fn a_secret_pasted_where_a_source_belongs_is_not_echoed() {
+    // A common slip: the token itself written into token_env / token_file / api_key_env.
+    let dir = tempfile::tempdir().unwrap();
+    let pasted = "ATATT3xCANARYpasted-in_config=ABCD1234";
+    let plain = "ATATT3xCANARYpastedPlainAlnum";
+    for (i, yaml) in [
+        format!("tokens:\n  - {{name: a, provider: jira, site: \"https://x\", email: e, token_env: \"{pasted}\"}}\n"),
+        format!("tokens:\n  - {{name: a, provider: jira, site: \"https://x\", email: e, token_env: {plain}}}\n"),
+        format!("tokens:\n  - {{name: a, provider: jira, site: \"https://x\", email: e, token_file: \"{pasted}\"}}\n"),
+        format!("organizations:\n  - {{name: o, org_id: x, api_key_env: \"{pasted}\"}}\n"),
+        format!("tokens:\n  - {{name: a, provider: jira, site: \"https://x\", email: e, token: \"{pasted}\"}}\n"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let path = write(dir.path(), &format!("pasted{i}.yaml"), yaml);
+        let arg = format!("--config.file={}", path.display());
+        for args in [
+            vec!["--config.check", arg.as_str()],
+            vec!["check", arg.as_str()],
+            vec!["check", arg.as_str(), "--output=json"],
+        ] {
+            let (code, out, err) = run_cli(&args, &[]);
+            assert_ne!(code, 0, "{args:?} on pasted{i}:\n{out}{err}");
+            assert_no_canary(&format!("{args:?} on pasted{i}"), &format!("{out}{err}"), &[pasted, plain]);
+        }
+    }
+}
+
+#[test]
+fn web_config_errors_never_print_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "c.yaml", "tokens: []\n");
+    for (i, web) in [
+        // A plaintext password where a bcrypt hash belongs.
+        format!("basic_auth_users:\n  prometheus: {CANARY_WEB_PASSWORD}\n"),
+        // Passwords in the wrong places of the schema.
+        format!("basic_auth_users: {CANARY_WEB_PASSWORD}\n"),
+        format!("basic_auth_users:\n  - {CANARY_WEB_PASSWORD}\n"),
+        format!("basic_auth_users:\n  prometheus: [{CANARY_WEB_PASSWORD}]\n"),
+        format!("basic_auth_users:\n  \"user:{CANARY_WEB_PASSWORD}\": \"$2y$04$abc\"\n"),
+        format!("password: {CANARY_WEB_PASSWORD}\n"),
+        format!("basic_auth_users:\n  prometheus: \"$2y$10${CANARY_WEB_PASSWORD}\"\n"),
+        format!("tls_server_config: \"{CANARY_WEB_PASSWORD}\\\" more\"\n"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let path = write(dir.path(), &format!("web{i}.yml"), web);
+        let (code, out, err) = run_cli(
+            &[
+                &format!("--config.file={}", config.display()),
+                &format!("--web.config.file={}", path.display()),
+                "--web.listen-address=127.0.0.1:0",
+            ],
+            &[],
+        );
+        assert_eq!(code, 1, "web{i}: {out}{err}");
+        assert!(err.contains(&format!("web{i}.yml")), "web{i}: {err}");
+        assert_no_canary(
+            &format!("web config web{i}"),
+            &format!("{out}{err}"),
+            &[CANARY_WEB_PASSWORD],
+        );
+    }
+}
+
+#[test]
+fn secret_zeroizes_its_memory() {
+    use apitoken_exporter::secret::Secret;
+    use zeroize::{Zeroize, ZeroizeOnDrop};
+    // `ZeroizeOnDrop` is the zeroize crate's marker for "Drop zeroes the memory"; `Secret`
+    // implements it by calling its `Zeroize` (String::zeroize: every byte of the capacity
+    // is overwritten with volatile writes, then the length set to 0) from `Drop`.
+    fn zeroized_on_drop<T: ZeroizeOnDrop>() {}
+    zeroized_on_drop::<Secret>();
+    let mut s = Secret::new(CANARY_ENV);
+    assert_eq!(s.expose(), CANARY_ENV);
+    s.zeroize();
+    assert_eq!(s.expose(), "", "zeroize must wipe the value");
+    assert_eq!(format!("{s:?}"), "***");
+}
