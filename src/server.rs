@@ -35,31 +35,34 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    // Rendering thousands of tokens takes milliseconds: keep it off the async workers.
-    let rendered = match s.metrics.fresh(&s.store) {
-        Some(r) => r,
-        None => {
-            let (metrics, store) = (s.metrics.clone(), s.store.clone());
-            match tokio::task::spawn_blocking(move || metrics.get(&store)).await {
-                Ok(r) => r,
-                Err(_) => {
-                    return (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n")
-                        .into_response()
-                }
-            }
-        }
-    };
     let wants_gzip = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(accepts_gzip);
+    let ready = s
+        .metrics
+        .fresh(&s.store)
+        .or_else(|| s.metrics.previous_while_rendering(&s.store));
+    let rendered = match ready {
+        Some(r) => Some(r),
+        None => {
+            let (metrics, store) = (s.metrics.clone(), s.store.clone());
+            s.metrics
+                .on_render_thread(move || metrics.get(&store))
+                .await
+        }
+    };
+    let Some(rendered) = rendered else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response();
+    };
     let mut resp = if wants_gzip {
         let mut r = rendered.gzip.into_response();
         r.headers_mut()
             .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         r
     } else {
-        rendered.plain().into_response()
+        let chunks = futures_util::stream::iter(rendered.plain_chunks());
+        axum::body::Body::from_stream(chunks).into_response()
     };
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
@@ -170,8 +173,16 @@ fn utc(t: f64) -> String {
     })
 }
 
-async fn status_page(State(s): State<AppState>) -> Html<String> {
-    Html(render_status_page(&s.store))
+async fn status_page(State(s): State<AppState>) -> Response {
+    let store = s.store.clone();
+    match s
+        .metrics
+        .on_render_thread(move || render_status_page(&store))
+        .await
+    {
+        Some(page) => Html(page).into_response(),
+        None => (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response(),
+    }
 }
 
 pub fn render_status_page(store: &Store) -> String {
