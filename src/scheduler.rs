@@ -57,10 +57,25 @@ pub struct Scheduler {
     permits: usize,
     tasks: HashMap<String, Task>,
     orgs: HashMap<String, OrgTask>,
+    /// Where probe and inventory tasks run.
+    spawner: tokio::runtime::Handle,
+    /// The probes' own runtime, when the scheduler has one (see [`Scheduler::dedicated`]).
+    /// Declared last: dropped after the tasks are aborted.
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Scheduler {
+    /// A scheduler whose tasks run on the current tokio runtime. Must be called inside one.
     pub fn new(store: Arc<Store>, client: HttpClient) -> Self {
+        Self::on(store, client, tokio::runtime::Handle::current(), None)
+    }
+
+    fn on(
+        store: Arc<Store>,
+        client: HttpClient,
+        spawner: tokio::runtime::Handle,
+        runtime: Option<tokio::runtime::Runtime>,
+    ) -> Self {
         Self {
             store,
             client,
@@ -68,7 +83,23 @@ impl Scheduler {
             permits: 0,
             tasks: HashMap::new(),
             orgs: HashMap::new(),
+            spawner,
+            runtime,
         }
+    }
+
+    /// A scheduler with its own runtime on its own thread (`probes`): probes never wait
+    /// behind the HTTP server, so a scrape storm (50 clients downloading a 10 MB plain
+    /// body back to back) cannot delay them; the operating system shares the cores.
+    pub fn dedicated(store: Arc<Store>, client: HttpClient) -> Result<Self, String> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("probes")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the probe runtime: {e}"))?;
+        let spawner = runtime.handle().clone();
+        Ok(Self::on(store, client, spawner, Some(runtime)))
     }
 
     /// Makes the running probes and inventory loops match `config`. Must be called inside
@@ -130,7 +161,7 @@ impl Scheduler {
                 client: self.client.clone(),
                 semaphore: self.semaphore.clone(),
             };
-            let handle = tokio::spawn(run(ctx, first));
+            let handle = self.spawner.spawn(run(ctx, first));
             self.tasks.insert(
                 token.name.clone(),
                 Task {
@@ -190,7 +221,7 @@ impl Scheduler {
                 semaphore: self.semaphore.clone(),
             };
             let first = jitter(ORG_FIRST_RUN_WITHIN.min(org.probe_interval));
-            let handle = tokio::spawn(inventory::run(task, first));
+            let handle = self.spawner.spawn(inventory::run(task, first));
             self.orgs.insert(
                 org.name.clone(),
                 OrgTask {
@@ -214,7 +245,7 @@ impl Scheduler {
             let missing = self.permits - permits - gone;
             if missing > 0 {
                 let sem = self.semaphore.clone();
-                tokio::spawn(async move {
+                self.spawner.spawn(async move {
                     if let Ok(p) = sem.acquire_many(missing as u32).await {
                         p.forget();
                     }
@@ -246,6 +277,11 @@ impl Scheduler {
 impl Drop for Scheduler {
     fn drop(&mut self) {
         self.stop();
+        // Without waiting: the scheduler may be dropped inside an async context, where a
+        // blocking runtime shutdown would panic. Aborted tasks end at their next poll.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
