@@ -32,6 +32,9 @@ struct Plan {
     /// How long scrapes, reloads, rotations and failures run (after the warm-up).
     duration: Duration,
     scrapers: usize,
+    /// Extra clients scraping without `Accept-Encoding: gzip` (the whole plain body each
+    /// time): they must not delay probes either.
+    plain_scrapers: usize,
     /// How often the failing 1 % moves on to other tokens and other failure modes.
     failure_every: Duration,
     rotate_files_every: Duration,
@@ -54,6 +57,8 @@ struct Figures {
     scrape_p99_ms: f64,
     scrape_max_ms: f64,
     scrape_gzip_bytes: usize,
+    plain_scrapes: u64,
+    scrape_plain_bytes: usize,
     reloads: u64,
     failure_switches: u64,
     file_rotations: u64,
@@ -313,13 +318,20 @@ async fn soak(plan: Plan) -> Figures {
     let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
     let body_bytes = Arc::new(AtomicU64::new(0));
     let scrape_errors = Arc::new(Mutex::new(Vec::<String>::new()));
-    for _ in 0..plan.scrapers {
-        let (url, latencies, body_bytes, failed) = (
+    let plain_scrapes = Arc::new(AtomicU64::new(0));
+    let plain_bytes = Arc::new(AtomicU64::new(0));
+    for n in 0..plan.scrapers + plan.plain_scrapers {
+        let gzip = n < plan.scrapers;
+        let (url, latencies, failed) = (
             format!("{}/metrics", e.base),
             latencies.clone(),
-            body_bytes.clone(),
             scrape_errors.clone(),
         );
+        let (body_bytes, plain_scrapes) = if gzip {
+            (body_bytes.clone(), None)
+        } else {
+            (plain_bytes.clone(), Some(plain_scrapes.clone()))
+        };
         tasks.spawn(async move {
             let client = reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -327,20 +339,35 @@ async fn soak(plan: Plan) -> Figures {
                 .unwrap();
             while Instant::now() < end {
                 let t = Instant::now();
-                // As Prometheus does: it always asks for gzip.
-                let request = client.get(&url).header("Accept-Encoding", "gzip");
+                // As Prometheus does: it always asks for gzip (the plain clients do not).
+                let request = if gzip {
+                    client.get(&url).header("Accept-Encoding", "gzip")
+                } else {
+                    client.get(&url)
+                };
                 let body = match request.send().await {
                     Ok(r) if r.status().is_success() => r.bytes().await.map_err(|e| e.to_string()),
                     Ok(r) => Err(format!("HTTP {}", r.status())),
                     Err(e) => Err(e.to_string()),
                 };
                 match body {
+                    Ok(body) if !gzip && !body.starts_with(b"# HELP ") => {
+                        failed.lock().unwrap().push(format!(
+                            "plain body does not start with # HELP ({} bytes)",
+                            body.len()
+                        ))
+                    }
                     Ok(body) => {
-                        latencies
-                            .lock()
-                            .unwrap()
-                            .push(t.elapsed().as_secs_f64() * 1000.0);
                         body_bytes.store(body.len() as u64, Ordering::Relaxed);
+                        match &plain_scrapes {
+                            Some(count) => {
+                                count.fetch_add(1, Ordering::Relaxed);
+                            }
+                            None => latencies
+                                .lock()
+                                .unwrap()
+                                .push(t.elapsed().as_secs_f64() * 1000.0),
+                        }
                     }
                     Err(e) => failed.lock().unwrap().push(format!(
                         "{e} after {:.1} s of the load phase",
@@ -412,6 +439,8 @@ async fn soak(plan: Plan) -> Figures {
     fig.probes_total = family_sum(&body, "apitoken_probes_total");
     fig.probe_errors_total = family_sum(&body, "apitoken_probe_errors_total");
     fig.scrape_gzip_bytes = body_bytes.load(Ordering::Relaxed) as usize;
+    fig.plain_scrapes = plain_scrapes.load(Ordering::Relaxed);
+    fig.scrape_plain_bytes = plain_bytes.load(Ordering::Relaxed) as usize;
     let mut l = latencies.lock().unwrap().clone();
     l.sort_by(f64::total_cmp);
     fig.scrapes = l.len();
@@ -441,6 +470,10 @@ async fn soak(plan: Plan) -> Figures {
     assert!(
         fig.scrapes >= plan.scrapers,
         "scrape storm did not run: {fig:?}"
+    );
+    assert!(
+        fig.plain_scrapes >= plan.plain_scrapers as u64,
+        "plain-text scrapers did not run: {fig:?}"
     );
     // Flat memory: after the first half of the load (the storm's working set, allocator
     // arenas filled), what the process holds no longer grows.
@@ -476,6 +509,7 @@ async fn short_soak_keeps_every_invariant() {
         max_concurrency: 16,
         duration: Duration::from_secs(10),
         scrapers: 10,
+        plain_scrapers: 3,
         failure_every: Duration::from_secs(1),
         rotate_files_every: Duration::from_secs(2),
     })
@@ -502,6 +536,7 @@ async fn soak_10000_tokens() {
         max_concurrency: 16,
         duration: full_soak_duration(),
         scrapers: 50,
+        plain_scrapers: 10,
         failure_every: Duration::from_secs(5),
         rotate_files_every: Duration::from_secs(5),
     })
