@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! command -v cargo-deny >/dev/null 2>&1; then
-  echo "deny: cargo-deny not found; installing it (cargo install --locked cargo-deny)"
-  cargo install --locked cargo-deny
+  echo "deny: cargo-deny not found; installing it (cargo install --locked cargo-deny --version 0.20.2)"
+  cargo install --locked cargo-deny --version 0.20.2
 fi
 cargo deny --version
 cargo deny --locked check licenses bans sources
