@@ -242,26 +242,13 @@ impl MetricsCache {
     /// The current body. A configuration change (reload, token set) re-renders at once;
     /// probe results re-render at most once per [`MAX_STALENESS`], so with thousands of
     /// tokens probing every second a scrape storm still renders about once a second.
-    /// While one scrape renders, concurrent scrapes get the previous body (at most one
-    /// render old) instead of queueing behind it — unless the configuration changed.
+    /// Renders are serialized; a scrape that should not wait behind one asks
+    /// [`MetricsCache::previous_while_rendering`] first (the server does).
     pub fn get(&self, store: &Store) -> Rendered {
         if let Some(r) = self.fresh(store) {
             return r;
         }
-        let _rendering = match self.rendering.try_lock() {
-            Ok(guard) => guard,
-            Err(_) => {
-                let previous = self
-                    .cached
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
-                if let Some(r) = previous.filter(|r| r.config == store.config_version()) {
-                    return r;
-                }
-                self.rendering.lock().unwrap_or_else(|e| e.into_inner())
-            }
-        };
+        let _rendering = self.rendering.lock().unwrap_or_else(|e| e.into_inner());
         // Another scrape may have rendered while we waited for the lock.
         if let Some(r) = self.fresh(store) {
             return r;
@@ -339,20 +326,13 @@ impl Rendered {
         })
     }
 
-    /// The uncompressed body, for the rare client that does not accept gzip.
+    /// The whole uncompressed body (tests).
+    #[cfg(test)]
     pub fn plain(&self) -> Bytes {
-        use std::io::Read;
-        // The gzip trailer ends with the uncompressed size (mod 2^32): allocate exactly
-        // that once, instead of doubling a guess (which held 1.5x the body at 10,000 tokens).
-        let size = self
-            .gzip
-            .len()
-            .checked_sub(4)
-            .and_then(|at| self.gzip.get(at..))
-            .and_then(|t| <[u8; 4]>::try_from(t).ok())
-            .map_or(0, |t| u32::from_le_bytes(t) as usize);
-        let mut out = Vec::with_capacity(size.saturating_add(1));
-        let _ = flate2::read::GzDecoder::new(&self.gzip[..]).read_to_end(&mut out);
+        let mut out = Vec::new();
+        for chunk in self.plain_chunks() {
+            out.extend_from_slice(&chunk.unwrap_or_default());
+        }
         Bytes::from(out)
     }
 }
@@ -873,15 +853,10 @@ mod tests {
         let plain = render(&inner, 1_800_000_000.0);
         assert!(plain.len() > 20 * Out::CHUNK, "{} bytes", plain.len());
         let gz = render_gzip(&inner, 1_800_000_000.0, |out| out.push_str("# tail\n"));
-        let gz_copy = gz.clone();
-        let unzipped = Rendered {
-            config: 0,
-            version: 0,
-            second: 0,
-            at: std::time::Instant::now(),
-            gzip: gz,
-        }
-        .plain();
+        // Decompressed in one go, independently of the server's chunked path.
+        let mut unzipped = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut unzipped)
+            .expect("valid gzip");
         assert_eq!(
             String::from_utf8_lossy(&unzipped),
             format!("{plain}# tail\n")
@@ -889,7 +864,7 @@ mod tests {
         // What a client without gzip receives: the same bytes, in chunks of at most 64 KiB.
         let mut streamed = Vec::new();
         let mut chunks = 0;
-        for chunk in rendered_chunks(&gz_copy) {
+        for chunk in rendered_chunks(&gz) {
             let chunk = chunk.expect("chunk decompresses");
             assert!(!chunk.is_empty() && chunk.len() <= 64 * 1024);
             streamed.extend_from_slice(&chunk);
