@@ -56,7 +56,7 @@ pub async fn run_exporter(opts: ExporterOptions) -> Result<(), String> {
     let config = Config::load(config_file).map_err(|e| e.to_string())?;
     let listener = bind(listen).await?;
     let store = Arc::new(Store::new());
-    let mut scheduler = Scheduler::dedicated(store.clone(), HttpClient::new()?)?;
+    let mut scheduler = Scheduler::new(store.clone(), HttpClient::new()?)?;
     scheduler.apply(&config, Spread::Interval);
     store.record_reload(true);
     store.set_ready();
@@ -395,7 +395,7 @@ pub async fn run_demo(listen: &str, web: &WebConfig) -> Result<(), String> {
     let listener = bind(listen).await?;
     let (config, _sim) = crate::demo::start().await?;
     let store = Arc::new(Store::new());
-    let mut scheduler = Scheduler::dedicated(store.clone(), HttpClient::new()?)?;
+    let mut scheduler = Scheduler::new(store.clone(), HttpClient::new()?)?;
     scheduler.apply(&config, Spread::Within(crate::demo::FIRST_PROBES_WITHIN));
     store.record_reload(true);
     store.set_ready();

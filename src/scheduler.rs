@@ -57,53 +57,36 @@ pub struct Scheduler {
     permits: usize,
     tasks: HashMap<String, Task>,
     orgs: HashMap<String, OrgTask>,
-    /// Where probe and inventory tasks run.
+    /// Where probe and inventory tasks run: the scheduler's own runtime.
     spawner: tokio::runtime::Handle,
-    /// The probes' own runtime, when the scheduler has one (see [`Scheduler::dedicated`]).
-    /// Declared last: dropped after the tasks are aborted.
+    /// Taken and shut down when the scheduler is dropped, after its tasks are aborted.
     runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Scheduler {
-    /// A scheduler whose tasks run on the current tokio runtime. Must be called inside one.
-    pub fn new(store: Arc<Store>, client: HttpClient) -> Self {
-        Self::on(store, client, tokio::runtime::Handle::current(), None)
-    }
-
-    fn on(
-        store: Arc<Store>,
-        client: HttpClient,
-        spawner: tokio::runtime::Handle,
-        runtime: Option<tokio::runtime::Runtime>,
-    ) -> Self {
-        Self {
-            store,
-            client,
-            semaphore: Arc::new(Semaphore::new(0)),
-            permits: 0,
-            tasks: HashMap::new(),
-            orgs: HashMap::new(),
-            spawner,
-            runtime,
-        }
-    }
-
     /// A scheduler with its own runtime on its own thread (`probes`): probes never wait
     /// behind the HTTP server, so a scrape storm (50 clients downloading a 10 MB plain
     /// body back to back) cannot delay them; the operating system shares the cores.
-    pub fn dedicated(store: Arc<Store>, client: HttpClient) -> Result<Self, String> {
+    pub fn new(store: Arc<Store>, client: HttpClient) -> Result<Self, String> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("probes")
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the probe runtime: {e}"))?;
-        let spawner = runtime.handle().clone();
-        Ok(Self::on(store, client, spawner, Some(runtime)))
+        Ok(Self {
+            store,
+            client,
+            semaphore: Arc::new(Semaphore::new(0)),
+            permits: 0,
+            tasks: HashMap::new(),
+            orgs: HashMap::new(),
+            spawner: runtime.handle().clone(),
+            runtime: Some(runtime),
+        })
     }
 
-    /// Makes the running probes and inventory loops match `config`. Must be called inside
-    /// a tokio runtime.
+    /// Makes the running probes and inventory loops match `config`.
     pub fn apply(&mut self, config: &Config, spread: Spread) {
         self.resize(config.global.max_concurrency);
         self.apply_orgs(config);
