@@ -361,6 +361,26 @@ def run_wrk(port, path):
 
 # ----------------------------------------------------------------------------- systems
 
+def window_figures(probes, window_s, cpu_s, cpu_src, s0, s1, steady, peak):
+    """What both systems report for the measurement window: probe rate and CPU per probe,
+    connections from the loopback server's counters, steady and peak RSS."""
+    reqs = s1["requests"] - s0["requests"]
+    new_conns = s1["probe_connections"] - s0["probe_connections"]
+    return {
+        "probes_per_s": probes / window_s,
+        "cpu_us_per_probe": cpu_s / probes * 1e6 if probes else None,
+        "cpu_source": cpu_src,
+        "cpu_s": cpu_s,
+        "probes_in_window": probes,
+        "new_conns": new_conns,
+        "opened_conns": opened_connections(s0, s1),
+        "requests": reqs,
+        "reuse_pct": 100.0 * (1 - new_conns / reqs) if reqs else None,
+        "rss_mb": steady["VmRSS"] / 1024,
+        "peak_rss_mb": peak["VmHWM"] / 1024,
+    }
+
+
 def bench_ours(workdir, n, fast, run):
     cfg = ours_config(workdir, n, fast.port)
     port = free_port()
@@ -404,8 +424,6 @@ def bench_ours(workdir, n, fast, run):
         # The counter delta spans the two scrapes; scale it to the CPU window.
         probes = probes_counter * cpu_window / (tp1 - tp0)
         reqs = s1["requests"] - s0["requests"]
-        new_conns = s1["probe_connections"] - s0["probe_connections"]
-        opened = opened_connections(s0, s1)
         if reqs and abs(probes_counter - reqs) > 0.05 * reqs + 2:
             log(f"WARNING ours N={n}: exporter counted {probes_counter:.0f} probes, the loopback "
                 f"server {reqs} requests")
@@ -434,22 +452,12 @@ def bench_ours(workdir, n, fast, run):
         if p.poll() is not None:
             raise RuntimeError("exporter exited during the run; see its log")
         return {
+            **window_figures(probes, cpu_window, cpu_s, cpu_src, s0, s1, steady, peak),
             "startup_ready_ms": t_ready * 1000,
             "startup_ms": t_serving * 1000,
-            "probes_per_s": probes / cpu_window,
-            "cpu_us_per_probe": cpu_s / probes * 1e6 if probes else None,
-            "cpu_source": cpu_src,
-            "cpu_s": cpu_s,
             "probes_counter": probes_counter,
-            "probes_in_window": probes,
             "valid_share": valid / probes_counter if probes_counter else None,
-            "new_conns": new_conns,
-            "opened_conns": opened,
-            "requests": reqs,
-            "reuse_pct": 100.0 * (1 - new_conns / reqs) if reqs else None,
             "rss_before_scrapes_mb": before_scrapes["VmRSS"] / 1024,
-            "rss_mb": steady["VmRSS"] / 1024,
-            "peak_rss_mb": peak["VmHWM"] / 1024,
             "body_plain_kb": len(plain) / 1024,
             "body_gzip_kb": len(gz) / 1024,
             "wrk": wrk,
@@ -510,23 +518,10 @@ def bench_blackbox(workdir, n, fast, run):
             done = json.load(f)["done"]
         in_window = [ok for t, ok in done if c0["t"] <= t < c1["t"]]
         probes = len(in_window)
-        reqs = s1["requests"] - s0["requests"]
-        new_conns = s1["probe_connections"] - s0["probe_connections"]
-        opened = opened_connections(s0, s1)
         return {
+            **window_figures(probes, c1["t"] - c0["t"], cpu_s, cpu_src, s0, s1, steady, peak),
             "startup_ms": t_ready * 1000,
-            "probes_per_s": probes / (c1["t"] - c0["t"]),
-            "cpu_us_per_probe": cpu_s / probes * 1e6 if probes else None,
-            "cpu_source": cpu_src,
-            "cpu_s": cpu_s,
-            "probes_in_window": probes,
             "valid_share": sum(in_window) / probes if probes else None,
-            "new_conns": new_conns,
-            "opened_conns": opened,
-            "requests": reqs,
-            "reuse_pct": 100.0 * (1 - new_conns / reqs) if reqs else None,
-            "rss_mb": steady["VmRSS"] / 1024,
-            "peak_rss_mb": peak["VmHWM"] / 1024,
         }
     finally:
         if client is not None:
