@@ -170,15 +170,8 @@ async fn watch_config(
 /// A hash of the config file's content, to notice changes.
 fn fingerprint(path: &Path) -> Option<u64> {
     use std::hash::{Hash, Hasher};
-    use std::io::Read as _;
     // Bounded like `Config::load`: a pipe or device as config file must not be read forever.
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| {
-            f.take(crate::config::MAX_CONFIG_BYTES + 1)
-                .read_to_end(&mut bytes)
-        })
-        .ok()?;
+    let bytes = crate::secret::read_at_most(path, crate::config::MAX_CONFIG_BYTES).ok()?;
     let mut h = std::collections::hash_map::DefaultHasher::new();
     bytes.hash(&mut h);
     Some(h.finish())

@@ -203,10 +203,7 @@ impl Config {
         }
         // The size check above sees 0 bytes for pipes and devices (`<(…)`, /dev/zero), so
         // the read itself is bounded too.
-        use std::io::Read as _;
-        let mut bytes = Vec::new();
-        std::fs::File::open(path)
-            .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes))
+        let bytes = crate::secret::read_at_most(path, MAX_CONFIG_BYTES)
             .map_err(|e| fail(format!("cannot read: {e}")))?;
         if bytes.len() as u64 > MAX_CONFIG_BYTES {
             return Err(fail(format!(
