@@ -9,13 +9,14 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::config::Config;
-use crate::http::HttpClient;
 use crate::metrics::MetricsCache;
-use crate::provider::Outcome;
+use crate::probe::Outcome;
 use crate::scheduler::{probe_token, Scheduler, Spread, RELOAD_SPREAD};
 use crate::secret::SecretReader;
 use crate::server::{router, AppState, ReloadRequest};
-use crate::state::{unix_now, Store};
+use crate::state::Store;
+use crate::upstream::HttpClient;
+use crate::util::unix_now;
 use crate::webconfig::{TlsListener, WebConfig};
 
 /// How long shutdown waits for open HTTP connections before exiting anyway.
@@ -61,7 +62,7 @@ pub async fn run_exporter(opts: ExporterOptions) -> Result<(), String> {
     store.record_reload(true);
     store.set_ready();
     tracing::info!(
-        version = crate::metrics::VERSION,
+        version = crate::util::VERSION,
         config = %config_file.display(),
         tokens = config.tokens.len(),
         organizations = config.organizations.len(),
@@ -171,7 +172,7 @@ async fn watch_config(
 fn fingerprint(path: &Path) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     // Bounded like `Config::load`: a pipe or device as config file must not be read forever.
-    let bytes = crate::secret::read_at_most(path, crate::config::MAX_CONFIG_BYTES).ok()?;
+    let bytes = crate::util::read_at_most(path, crate::config::MAX_CONFIG_BYTES).ok()?;
     let mut h = std::collections::hash_map::DefaultHasher::new();
     bytes.hash(&mut h);
     Some(h.finish())
@@ -293,8 +294,8 @@ pub async fn run_check(config_file: &Path, output: CheckOutput) -> i32 {
         set.spawn(async move {
             let _permit = limit.acquire_owned().await;
             let reader = SecretReader::new(token.secret.clone());
-            let (outcome, took) = probe_token(&client, &token, &reader).await;
-            (i, token, outcome, took)
+            let (probed, took) = probe_token(&client, &token, &reader).await;
+            (i, token, probed.outcome, took)
         });
     }
     let now = unix_now();

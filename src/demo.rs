@@ -14,10 +14,10 @@ use std::time::Duration;
 use url::Url;
 
 use crate::config::{Config, ExpirySource, Global, OrgConfig, TokenConfig};
-use crate::provider::Provider;
+use crate::providers::{atlassian, AuthKind, Provider};
 use crate::secret::{Secret, SecretSource};
 use crate::simulator::{Behaviour, Credential, OrgApiKey, OrgToken, RunningSimulator, Simulator};
-use crate::state::unix_now;
+use crate::util::unix_now;
 
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(15);
 pub const FIRST_PROBES_WITHIN: Duration = Duration::from_secs(5);
@@ -67,21 +67,21 @@ fn scenario() -> Vec<DemoToken> {
     vec![
         t(
             "jira-valid",
-            Provider::Jira,
+            atlassian::jira::PROVIDER,
             Some(""),
             Valid,
             Expiry::InDays(200),
         ),
         t(
             "jira-expiring",
-            Provider::Jira,
+            atlassian::jira::PROVIDER,
             Some(""),
             Valid,
             Expiry::InDays(5),
         ),
         t(
             "jira-expired",
-            Provider::Jira,
+            atlassian::jira::PROVIDER,
             Some("/closed"),
             Dead,
             Expiry::InDays(-3),
@@ -90,7 +90,7 @@ fn scenario() -> Vec<DemoToken> {
             revoked_hours_ago: Some(1),
             ..t(
                 "jira-revoked",
-                Provider::Jira,
+                atlassian::jira::PROVIDER,
                 Some(""),
                 Valid,
                 Expiry::InDays(120),
@@ -98,14 +98,14 @@ fn scenario() -> Vec<DemoToken> {
         },
         t(
             "jira-anonymous",
-            Provider::Jira,
+            atlassian::jira::PROVIDER,
             Some(""),
             Dead,
             Expiry::InDays(40),
         ),
         t(
             "confluence-valid",
-            Provider::Confluence,
+            atlassian::confluence::PROVIDER,
             Some(""),
             Valid,
             Expiry::CreatedDaysAgo(100),
@@ -115,7 +115,7 @@ fn scenario() -> Vec<DemoToken> {
             expected_account: Some(DEMO_ACCOUNT),
             ..t(
                 "confluence-mismatch",
-                Provider::Confluence,
+                atlassian::confluence::PROVIDER,
                 Some(""),
                 Valid,
                 Expiry::InDays(90),
@@ -123,14 +123,14 @@ fn scenario() -> Vec<DemoToken> {
         },
         t(
             "bitbucket-valid",
-            Provider::Bitbucket,
+            atlassian::bitbucket::PROVIDER,
             Some(""),
             Valid,
             Expiry::None,
         ),
         t(
             "bitbucket-ratelimited",
-            Provider::Bitbucket,
+            atlassian::bitbucket::PROVIDER,
             Some(""),
             RateLimited {
                 retry_after: Some("120".into()),
@@ -139,14 +139,14 @@ fn scenario() -> Vec<DemoToken> {
         ),
         t(
             "admin-valid",
-            Provider::AtlassianAdmin,
+            atlassian::admin_key::PROVIDER,
             Some(""),
             Valid,
             Expiry::InDays(60),
         ),
         t(
             "admin-unreachable",
-            Provider::AtlassianAdmin,
+            atlassian::admin_key::PROVIDER,
             None,
             Valid,
             Expiry::InDays(25),
@@ -294,9 +294,8 @@ pub async fn start() -> Result<(Config, RunningSimulator), String> {
             name: t.name.into(),
             provider: t.provider,
             site,
-            email: t
-                .provider
-                .uses_basic_auth()
+            auth: t.provider.default_auth(),
+            email: (t.provider.default_auth() == AuthKind::Basic)
                 .then(|| format!("{}@demo.example", t.name)),
             secret: SecretSource::Static(Secret::new(secret)),
             expires_at,

@@ -1,22 +1,29 @@
-//! apitoken-exporter: watches Atlassian credentials (Jira, Confluence, Bitbucket API
-//! tokens, org admin API keys) and exposes their validity and expiry to Prometheus.
+//! apitoken-exporter: watches API credentials (Atlassian Jira, Confluence and Bitbucket
+//! API tokens, organization admin API keys) and exposes their validity and expiry to
+//! Prometheus.
 //!
-//! Data flows one way: [`config`] -> [`scheduler`] -> [`provider`] probe -> `Outcome` ->
-//! [`state`] -> [`metrics`] / status page ([`server`]); organizations: [`scheduler`] ->
-//! [`inventory`] listing -> [`state`] -> [`metrics`].
+//! Data flows one way (docs/architecture.md): [`config`] -> [`scheduler`] -> a provider
+//! of [`providers`] probes through [`upstream`] -> [`probe::Outcome`] -> [`state`] ->
+//! [`metrics`] / status page ([`server`]). Organizations: [`scheduler`] -> the inventory
+//! client in [`providers::atlassian::inventory`] -> [`state`] -> [`metrics`].
+//! [`probe`], [`secret`] and [`util`] sit at the bottom and depend on nothing above them.
 
 pub mod app;
 pub mod config;
 pub mod demo;
-pub mod http;
-pub mod inventory;
 pub mod logging;
 pub mod metrics;
-pub mod provider;
+pub mod probe;
+pub mod providers;
 pub mod scheduler;
 pub mod secret;
 pub mod serve;
 pub mod server;
 pub mod simulator;
 pub mod state;
+pub mod upstream;
+pub mod util;
 pub mod webconfig;
+
+#[cfg(test)]
+mod dependency_rule;

@@ -106,7 +106,7 @@ fn main() -> ExitCode {
 }
 
 fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
-    let d = apitoken_exporter::config::parse_duration(s)?;
+    let d = apitoken_exporter::util::parse_duration(s)?;
     if d < std::time::Duration::from_secs(1) {
         return Err("must be at least 1s".to_string());
     }

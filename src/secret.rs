@@ -164,24 +164,14 @@ fn read_env(name: &str) -> Result<Secret, CredentialError> {
     }
 }
 
-/// Reads at most `limit + 1` bytes of a file: a result longer than `limit` means the file
-/// is too large. The bound holds for pipes and devices too, whose size reads as 0.
-pub fn read_at_most(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(limit.saturating_add(1))
-        .read_to_end(&mut bytes)?;
-    Ok(bytes)
-}
-
 /// Reads and trims a token file (trailing newline/whitespace is common in mounted secrets).
 pub fn read_file(path: &Path) -> Result<Secret, CredentialError> {
-    let mut bytes =
-        read_at_most(path, MAX_TOKEN_FILE_BYTES).map_err(|e| CredentialError::FileUnreadable {
+    let mut bytes = crate::util::read_at_most(path, MAX_TOKEN_FILE_BYTES).map_err(|e| {
+        CredentialError::FileUnreadable {
             path: path.to_path_buf(),
             kind: io_kind(&e),
-        })?;
+        }
+    })?;
     if bytes.len() as u64 > MAX_TOKEN_FILE_BYTES {
         bytes.zeroize();
         return Err(CredentialError::FileUnreadable {

@@ -1,4 +1,4 @@
-//! HTTP endpoints (SPEC §6). The server owns no state: it reads the [`Store`] and hands
+//! HTTP endpoints (README "Endpoints"). The server owns no state: it reads the [`Store`] and hands
 //! reload requests to whoever owns the scheduler.
 
 use std::fmt::Write as _;
@@ -12,7 +12,8 @@ use axum::Router;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::{MetricsCache, CONTENT_TYPE};
-use crate::state::{unix_now, Health, Store, TokenEntry};
+use crate::state::{Health, Store, TokenEntry};
+use crate::util::unix_now;
 
 /// A reload request: the answer is `Err(error text)` when the new config was refused.
 pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
@@ -142,11 +143,11 @@ const EXPIRY_CRITICAL_DAYS: f64 = 7.0;
 
 /// The state shown on the page: (css class, text).
 fn display_state(e: &TokenEntry, now: f64) -> (&'static str, String) {
-    let days = e.meta.expires_at.map(|t| (t as f64 - now) / 86_400.0);
+    let days = e.expiry().0.map(|t| (t as f64 - now) / 86_400.0);
     let expired = days.is_some_and(|d| d < 0.0);
     match e.status.health() {
         Health::Valid if expired => ("bad", "valid but past its expiry date".to_string()),
-        Health::Valid if e.meta.revoked_at.is_some() => {
+        Health::Valid if e.meta.config.revoked_at.is_some() => {
             ("bad", "revoked but still accepted".to_string())
         }
         Health::Valid => match days {
@@ -210,23 +211,23 @@ pub fn render_status_page(store: &Store) -> String {
         "<p class=\"sub\">{} token(s) watched &middot; as of {} (refreshes every 30 s) &middot; <a href=\"/metrics\">/metrics</a> &middot; <a href=\"/-/healthy\">health</a> &middot; version {}</p>",
         inner.tokens.len(),
         utc(now),
-        crate::metrics::VERSION
+        crate::util::VERSION
     );
     out.push_str("<table>\n<thead><tr><th>Token</th><th>Provider</th><th>State</th><th>Days to expiry</th><th>Last probe</th><th>Last error</th></tr></thead>\n<tbody>\n");
     for e in inner.tokens.values() {
         let (class, text) = display_state(e, now);
         out.push_str("<tr><td>");
-        escape_html(&e.meta.name, &mut out);
+        escape_html(e.meta.name(), &mut out);
         let _ = write!(out, "<br><code>");
-        escape_html(&e.meta.site, &mut out);
+        escape_html(e.meta.site(), &mut out);
         let _ = write!(
             out,
             "</code></td><td>{}</td><td><span class=\"st {class}\">",
-            e.meta.provider.as_str()
+            e.meta.provider().as_str()
         );
         escape_html(&text, &mut out);
         out.push_str("</span></td><td class=\"num\">");
-        match e.meta.expires_at {
+        match e.expiry().0 {
             Some(t) => {
                 let days = (t as f64 - now) / 86_400.0;
                 let _ = write!(out, "{days:.1}");

@@ -3,51 +3,48 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{RwLock, RwLockReadGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Duration;
 
 use crate::config::{ExpirySource, TokenConfig};
-use crate::inventory::{Inventory, InventoryError};
-use crate::provider::{ErrorReason, Outcome, OutcomeKind, Provider};
+use crate::probe::{ErrorReason, Facts, Outcome, OutcomeKind};
+use crate::providers::atlassian::inventory::{Inventory, InventoryError};
+use crate::providers::{InventoryLink, Probed, Provider};
+use crate::util::unix_now;
 
-/// What the config says about a token, as the metrics need it.
+/// A watched token as the state knows it: its config, shared with the scheduler's probe
+/// loop (one copy per token, not one per layer), and what the organization inventories
+/// say about it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenMeta {
-    pub name: String,
-    pub provider: Provider,
-    pub site: String,
-    pub labels: BTreeMap<String, String>,
-    /// The effective expiry: from a linked organization inventory entry when there is one
-    /// (inventory wins), else `config_expiry`. Kept current by the [`Store`].
-    pub expires_at: Option<i64>,
-    pub expiry_source: ExpirySource,
-    /// The expiry the config gives (`expires_at`, or `created_at` + lifetime).
-    pub config_expiry: (Option<i64>, ExpirySource),
-    /// How the token is linked to an organization inventory entry (SPEC §5).
-    pub org_token_id: Option<String>,
-    pub expected_account_id: Option<String>,
-    pub revoked_at: Option<i64>,
-    pub probe_interval: Duration,
+    pub config: Arc<TokenConfig>,
     /// An organization's implicit `{org}-admin-key` token rather than a configured one.
     pub implicit: bool,
+    /// The expiry of the inventory entry this token is linked to (README "Organization
+    /// inventory"), kept current by the [`Store`].
+    pub linked_expiry: Option<i64>,
 }
 
-impl From<&TokenConfig> for TokenMeta {
-    fn from(t: &TokenConfig) -> Self {
+impl TokenMeta {
+    pub fn new(config: Arc<TokenConfig>) -> Self {
         Self {
-            name: t.name.clone(),
-            provider: t.provider,
-            site: t.site.as_str().trim_end_matches('/').to_string(),
-            labels: t.labels.clone(),
-            expires_at: t.expires_at,
-            expiry_source: t.expiry_source,
-            config_expiry: (t.expires_at, t.expiry_source),
-            org_token_id: t.org_token_id.clone(),
-            expected_account_id: t.expected_account_id.clone(),
-            revoked_at: t.revoked_at,
-            probe_interval: t.probe_interval,
+            config,
             implicit: false,
+            linked_expiry: None,
         }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn provider(&self) -> Provider {
+        self.config.provider
+    }
+
+    /// The `site` label: the configured base URL without a trailing `/`.
+    pub fn site(&self) -> &str {
+        self.config.site.as_str().trim_end_matches('/')
     }
 }
 
@@ -119,6 +116,9 @@ pub struct TokenStatus {
     pub effective_interval: Option<f64>,
     /// The last inconclusive probe's reason and detail (cleared by a conclusive probe).
     pub last_error: Option<(ErrorReason, String)>,
+    /// What the vendor last reported about the credential (expiry, scopes, …); boxed, as
+    /// most vendors report nothing and 10,000 empty copies would cost a megabyte.
+    pub facts: Option<Box<Facts>>,
 }
 
 impl TokenStatus {
@@ -132,13 +132,11 @@ impl TokenStatus {
         }
     }
 
-    fn apply(
-        &mut self,
-        outcome: &Outcome,
-        finished_at: f64,
-        duration: Duration,
-        interval: Duration,
-    ) {
+    fn apply(&mut self, probed: &Probed, finished_at: f64, duration: Duration, interval: Duration) {
+        let outcome = &probed.outcome;
+        if !probed.facts.is_empty() {
+            self.facts = Some(Box::new(probed.facts.clone()));
+        }
         self.results[outcome.kind().index()] += 1;
         self.effective_interval = Some(outcome.next_delay(interval).as_secs_f64());
         self.last_probe = Some(finished_at);
@@ -181,6 +179,21 @@ pub struct TokenEntry {
     pub generation: u64,
 }
 
+impl TokenEntry {
+    /// The effective expiry and where it came from. Precedence: what the provider itself
+    /// reported, then a linked inventory entry, then the config (`expires_at`, or
+    /// `created_at` + lifetime).
+    pub fn expiry(&self) -> (Option<i64>, ExpirySource) {
+        if let Some(t) = self.status.facts.as_ref().and_then(|f| f.expires_at) {
+            return (Some(t), ExpirySource::Provider);
+        }
+        if let Some(t) = self.meta.linked_expiry {
+            return (Some(t), ExpirySource::OrgInventory);
+        }
+        (self.meta.config.expires_at, self.meta.config.expiry_source)
+    }
+}
+
 /// The exporter's own health, for `apitoken_exporter_*`.
 #[derive(Debug, Clone, Default)]
 pub struct ExporterStatus {
@@ -197,11 +210,11 @@ pub struct Inner {
 }
 
 impl Inner {
-    /// Recomputes every token's effective expiry from the organizations' inventories
-    /// (SPEC §5): a token is linked to the entry whose id equals its `org_token_id` (admin
-    /// API keys for `atlassian_admin` tokens, user API tokens otherwise) or, without one,
-    /// to the only user API token its `expected_account_id` owns. A linked entry's
-    /// `expiresAt` wins over the config; a linked entry without one leaves the config's.
+    /// Re-links every token to the organizations' inventories (README "Organization
+    /// inventory"): a token is linked to the entry whose id equals its `org_token_id`, in
+    /// the list its provider declares (admin API keys for `atlassian_admin`, user API
+    /// tokens otherwise), or, without one, to the only user API token its
+    /// `expected_account_id` owns. A linked entry without an expiry leaves the config's.
     fn relink(&mut self) {
         let Inner { tokens, orgs, .. } = self;
         let mut token_ids: HashMap<&str, Option<i64>> = HashMap::new();
@@ -220,21 +233,22 @@ impl Inner {
             }
         }
         for entry in tokens.values_mut() {
-            let m = &mut entry.meta;
-            let linked = match (&m.org_token_id, &m.expected_account_id) {
-                (Some(id), _) if m.provider == Provider::AtlassianAdmin => {
-                    key_ids.get(id.as_str()).copied().flatten()
-                }
-                (Some(id), _) => token_ids.get(id.as_str()).copied().flatten(),
-                (None, Some(account)) => accounts
+            let c = &entry.meta.config;
+            let Some(link) = c.provider.spec().inventory_link else {
+                entry.meta.linked_expiry = None;
+                continue;
+            };
+            let by_id = match link {
+                InventoryLink::ApiKey => &key_ids,
+                InventoryLink::ApiToken => &token_ids,
+            };
+            entry.meta.linked_expiry = match (&c.org_token_id, &c.expected_account_id) {
+                (Some(id), _) => by_id.get(id.as_str()).copied().flatten(),
+                (None, Some(account)) if link == InventoryLink::ApiToken => accounts
                     .get(account.as_str())
                     .filter(|(owned, _)| *owned == 1)
                     .and_then(|(_, expires_at)| *expires_at),
-                (None, None) => None,
-            };
-            (m.expires_at, m.expiry_source) = match linked {
-                Some(t) => (Some(t), ExpirySource::OrgInventory),
-                None => m.config_expiry,
+                (None, _) => None,
             };
         }
     }
@@ -256,12 +270,6 @@ pub struct Store {
     /// Bumped only by configuration-level changes (token/org set, reload, readiness).
     config_version: AtomicU64,
     next_generation: AtomicU64,
-}
-
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl Store {
@@ -309,7 +317,7 @@ impl Store {
             let mut old = std::mem::take(&mut inner.tokens);
             let mut generations = BTreeMap::new();
             for meta in metas {
-                let name = meta.name.clone();
+                let name = meta.name().to_string();
                 let entry = match old.remove(&name) {
                     Some(mut e) if !reset(&name) => {
                         e.meta = meta;
@@ -398,7 +406,7 @@ impl Store {
         &self,
         name: &str,
         generation: u64,
-        outcome: &Outcome,
+        probed: &Probed,
         duration: Duration,
     ) -> Option<Transition> {
         let finished_at = (unix_now() * 1000.0).round() / 1000.0; // milliseconds
@@ -409,9 +417,8 @@ impl Store {
             }
             let before = entry.status.health();
             let was_failing = entry.status.probe_success == Some(false);
-            entry
-                .status
-                .apply(outcome, finished_at, duration, entry.meta.probe_interval);
+            let interval = entry.meta.config.probe_interval;
+            entry.status.apply(probed, finished_at, duration, interval);
             Some(Transition {
                 before,
                 after: entry.status.health(),
@@ -438,22 +445,25 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::FetchError;
+    use crate::probe::ProbeError;
+    use crate::providers::atlassian::inventory::{List, ListedKey, ListedToken};
+    use crate::providers::atlassian::{admin_key, jira};
+
+    fn config(name: &str, f: impl FnOnce(&mut TokenConfig)) -> TokenMeta {
+        let mut c = TokenConfig::for_tests(name, jira::PROVIDER);
+        c.probe_interval = Duration::from_secs(60);
+        f(&mut c);
+        TokenMeta::new(Arc::new(c))
+    }
 
     fn meta(name: &str) -> TokenMeta {
-        TokenMeta {
-            name: name.into(),
-            provider: Provider::Jira,
-            site: "https://x".into(),
-            labels: BTreeMap::new(),
-            expires_at: None,
-            expiry_source: ExpirySource::None,
-            config_expiry: (None, ExpirySource::None),
-            org_token_id: None,
-            expected_account_id: None,
-            revoked_at: None,
-            probe_interval: Duration::from_secs(60),
-            implicit: false,
+        config(name, |_| {})
+    }
+
+    fn probed(outcome: Outcome) -> Probed {
+        Probed {
+            outcome,
+            facts: Facts::default(),
         }
     }
 
@@ -462,11 +472,14 @@ mod tests {
         let store = Store::new();
         let gens = store.set_tokens(vec![meta("a")], &|_| false);
         let g = gens["a"];
-        let valid = Outcome::Valid {
+        let valid = probed(Outcome::Valid {
             account_id: Some("acc".into()),
-        };
+        });
         store.record("a", g, &valid, Duration::from_millis(5));
-        let err = Outcome::Error(FetchError::new(ErrorReason::Http5xx, "HTTP 503"));
+        let err = probed(Outcome::Error(ProbeError::new(
+            ErrorReason::Http5xx,
+            "HTTP 503",
+        )));
         let t = store
             .record("a", g, &err, Duration::from_millis(5))
             .unwrap();
@@ -480,8 +493,8 @@ mod tests {
         assert_eq!(s.health(), Health::Valid);
     }
 
-    fn listed(id: &str, account: &str, expires_at: Option<i64>) -> crate::inventory::ListedToken {
-        crate::inventory::ListedToken {
+    fn listed(id: &str, account: &str, expires_at: Option<i64>) -> ListedToken {
+        ListedToken {
             id: id.into(),
             label: "l".into(),
             status: "ALLOWED".into(),
@@ -503,7 +516,7 @@ mod tests {
                 .map(|&(id, exp)| {
                     (
                         id.to_string(),
-                        crate::inventory::ListedKey {
+                        ListedKey {
                             id: id.into(),
                             label: "k".into(),
                             created_at: None,
@@ -517,9 +530,7 @@ mod tests {
     }
 
     fn expiry(store: &Store, name: &str) -> (Option<i64>, ExpirySource) {
-        let inner = store.read();
-        let m = &inner.tokens[name].meta;
-        (m.expires_at, m.expiry_source)
+        store.read().tokens[name].expiry()
     }
 
     #[test]
@@ -527,12 +538,11 @@ mod tests {
         let store = Store::new();
         let org = store.set_orgs(&["acme".to_string()], &|_| false)["acme"];
         let config_expiry = (Some(1_000), ExpirySource::Config);
-        let with = |name: &str, f: &dyn Fn(&mut TokenMeta)| {
-            let mut m = meta(name);
-            (m.expires_at, m.expiry_source) = config_expiry;
-            m.config_expiry = config_expiry;
-            f(&mut m);
-            m
+        let with = |name: &str, f: &dyn Fn(&mut TokenConfig)| {
+            config(name, |c| {
+                (c.expires_at, c.expiry_source) = config_expiry;
+                f(c);
+            })
         };
         store.set_tokens(
             vec![
@@ -543,11 +553,11 @@ mod tests {
                 with("ambiguous", &|m| m.expected_account_id = Some("duo".into())),
                 with("no-expiry", &|m| m.org_token_id = Some("t-null".into())),
                 with("admin", &|m| {
-                    m.provider = Provider::AtlassianAdmin;
+                    m.provider = admin_key::PROVIDER;
                     m.org_token_id = Some("k1".into());
                 }),
                 with("admin-on-user-token", &|m| {
-                    m.provider = Provider::AtlassianAdmin;
+                    m.provider = admin_key::PROVIDER;
                     m.org_token_id = Some("t1".into());
                 }),
                 with("unlinked", &|_| {}),
@@ -576,7 +586,7 @@ mod tests {
 
         // A failed run keeps the last complete inventory and its links.
         let err = InventoryError::TooManyPages {
-            list: crate::inventory::List::ApiTokens,
+            list: List::ApiTokens,
             max: 1,
         };
         let t = store.record_inventory("acme", org, Err(err)).unwrap();
@@ -611,11 +621,34 @@ mod tests {
         let g1 = store.set_tokens(vec![meta("a")], &|_| false)["a"];
         let g2 = store.set_tokens(vec![meta("a")], &|_| true)["a"];
         assert_ne!(g1, g2);
-        let o = Outcome::Rejected { status: 401 };
+        let o = probed(Outcome::Rejected { status: 401 });
         assert!(store.record("a", g1, &o, Duration::ZERO).is_none());
         assert!(store.record("a", g2, &o, Duration::ZERO).is_some());
         store.set_tokens(vec![], &|_| false);
         assert!(store.record("a", g2, &o, Duration::ZERO).is_none());
         assert!(store.read().tokens.is_empty());
+    }
+
+    #[test]
+    fn a_provider_reported_expiry_wins_and_survives_errors() {
+        let store = Store::new();
+        let m = config("gl", |c| {
+            (c.expires_at, c.expiry_source) = (Some(1_000), ExpirySource::Config);
+        });
+        let g = store.set_tokens(vec![m], &|_| false)["gl"];
+        assert_eq!(expiry(&store, "gl"), (Some(1_000), ExpirySource::Config));
+        let reported = Probed {
+            outcome: Outcome::Valid { account_id: None },
+            facts: Facts {
+                expires_at: Some(2_000),
+                ..Facts::default()
+            },
+        };
+        store.record("gl", g, &reported, Duration::ZERO);
+        assert_eq!(expiry(&store, "gl"), (Some(2_000), ExpirySource::Provider));
+        // A probe that reports nothing (an outage) keeps what the vendor said last.
+        let err = probed(Outcome::Error(ProbeError::new(ErrorReason::Timeout, "t")));
+        store.record("gl", g, &err, Duration::ZERO);
+        assert_eq!(expiry(&store, "gl"), (Some(2_000), ExpirySource::Provider));
     }
 }

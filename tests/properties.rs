@@ -235,7 +235,7 @@ fn store_with_labels(values: &[(String, String)]) -> Store {
                 ("team".to_string(), team.clone()),
                 ("owner".to_string(), owner.clone()),
             ]);
-            TokenMeta::from(&t)
+            TokenMeta::new(std::sync::Arc::new(t))
         })
         .collect();
     let store = Store::new();

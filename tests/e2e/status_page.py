@@ -27,7 +27,7 @@ import time
 import urllib.request
 import zlib
 
-# The demo's tokens and what a person must read in their row (SPEC §7 `demo`).
+# The demo's tokens and what a person must read in their row (README "Quick start": the `demo` subcommand).
 # state: exact text of the State cell, or a regex over the row; "error": regex over Last error.
 DEMO_TOKENS = {
     "jira-valid": {"state": "valid"},

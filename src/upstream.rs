@@ -1,8 +1,9 @@
-//! The one HTTP client the process uses, and the fetch helper every provider calls.
+//! The one outbound HTTP client the process uses, and the fetch helper every provider
+//! calls.
 //!
 //! Redirects are never followed (credentials must not leave the configured host), bodies
-//! are read up to [`MAX_BODY_BYTES`], and transport failures are mapped to the error
-//! reasons of SPEC §4.
+//! are read up to [`MAX_BODY_BYTES`], and transport failures, 429 and 5xx are mapped to the
+//! error reasons of README "How tokens are classified" (with `Retry-After`, clamped).
 
 use std::error::Error as _;
 use std::time::{Duration, SystemTime};
@@ -12,7 +13,7 @@ use reqwest::header::{HeaderMap, AUTHORIZATION, RETRY_AFTER};
 use reqwest::StatusCode;
 use url::Url;
 
-use crate::provider::ErrorReason;
+use crate::probe::{ErrorReason, ProbeError};
 use crate::secret::Secret;
 
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -38,9 +39,9 @@ impl Response {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    pub fn json(&self) -> Result<serde_json::Value, FetchError> {
+    pub fn json(&self) -> Result<serde_json::Value, ProbeError> {
         serde_json::from_slice(&self.body).map_err(|e| {
-            FetchError::new(
+            ProbeError::new(
                 ErrorReason::BadResponse,
                 format!(
                     "HTTP {} with a body that is not JSON ({e})",
@@ -48,29 +49,6 @@ impl Response {
                 ),
             )
         })
-    }
-}
-
-/// A probe that reached no conclusion. `detail` is for logs and the status page; it never
-/// contains request headers or credentials.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FetchError {
-    pub reason: ErrorReason,
-    pub detail: String,
-    pub retry_after: Option<Duration>,
-    /// A 429's `X-RateLimit-Reset`, as time from its arrival (the Admin APIs send it
-    /// instead of `Retry-After`). Token probes ignore it; the org inventory waits for it.
-    pub rate_limit_reset: Option<Duration>,
-}
-
-impl FetchError {
-    pub fn new(reason: ErrorReason, detail: impl Into<String>) -> Self {
-        Self {
-            reason,
-            detail: detail.into(),
-            retry_after: None,
-            rate_limit_reset: None,
-        }
     }
 }
 
@@ -97,7 +75,7 @@ impl HttpClient {
     /// GET `url`, read at most [`MAX_BODY_BYTES`], classify failures. 3xx, 429 and 5xx are
     /// errors here; providers interpret the remaining statuses. The caller bounds the
     /// whole call with the probe timeout.
-    pub async fn get(&self, url: Url, auth: Auth<'_>) -> Result<Response, FetchError> {
+    pub async fn get(&self, url: Url, auth: Auth<'_>) -> Result<Response, ProbeError> {
         let host = url.host_str().unwrap_or("").to_string();
         let mut req = self.inner.get(url).header("Accept", "application/json");
         req = match auth {
@@ -106,7 +84,7 @@ impl HttpClient {
                 let mut value =
                     reqwest::header::HeaderValue::from_str(&format!("Bearer {}", secret.expose()))
                         .map_err(|_| {
-                            FetchError::new(
+                            ProbeError::new(
                                 ErrorReason::CredentialUnavailable,
                                 "credential contains characters not allowed in an HTTP header",
                             )
@@ -126,7 +104,7 @@ impl HttpClient {
                 .and_then(|l| Url::parse(l).ok())
                 .and_then(|u| u.host_str().map(str::to_string))
                 .unwrap_or_else(|| "a relative location".to_string());
-            return Err(FetchError::new(
+            return Err(ProbeError::new(
                 ErrorReason::BadResponse,
                 format!("HTTP {} redirect to {to} not followed", status.as_u16()),
             ));
@@ -144,7 +122,7 @@ impl HttpClient {
             let rate_limit_reset = (status == StatusCode::TOO_MANY_REQUESTS)
                 .then(|| rate_limit_reset(&headers, SystemTime::now()))
                 .flatten();
-            return Err(FetchError {
+            return Err(ProbeError {
                 reason,
                 detail: format!("HTTP {}", status.as_u16()),
                 retry_after,
@@ -155,7 +133,7 @@ impl HttpClient {
         let mut body = BytesMut::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&e, &host))? {
             if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(FetchError::new(
+                return Err(ProbeError::new(
                     ErrorReason::BadResponse,
                     format!("response body larger than {MAX_BODY_BYTES} bytes"),
                 ));
@@ -172,9 +150,9 @@ impl HttpClient {
 
 /// Maps a transport error to a reason by looking through its source chain. reqwest's own
 /// Display is not used: it can contain the URL, and we want stable categories.
-fn classify(e: &reqwest::Error, host: &str) -> FetchError {
+fn classify(e: &reqwest::Error, host: &str) -> ProbeError {
     if e.is_timeout() {
-        return FetchError::new(ErrorReason::Timeout, format!("timeout talking to {host}"));
+        return ProbeError::new(ErrorReason::Timeout, format!("timeout talking to {host}"));
     }
     let mut source: Option<&(dyn std::error::Error + 'static)> = e.source();
     let mut io_kind = None;
@@ -184,7 +162,7 @@ fn classify(e: &reqwest::Error, host: &str) -> FetchError {
         let mut inner: Option<&(dyn std::error::Error + 'static)> = Some(err);
         while let Some(cur) = inner {
             if let Some(tls) = cur.downcast_ref::<rustls::Error>() {
-                return FetchError::new(
+                return ProbeError::new(
                     ErrorReason::Tls,
                     format!("TLS failure with {host}: {tls}"),
                 );
@@ -199,14 +177,14 @@ fn classify(e: &reqwest::Error, host: &str) -> FetchError {
         // over hyper's limits of ~400 KB or 100 headers) means the server did answer, with
         // garbage: a bad response, not a connection failure.
         if let Some(parse) = err.downcast_ref::<hyper::Error>().filter(|h| h.is_parse()) {
-            return FetchError::new(
+            return ProbeError::new(
                 ErrorReason::BadResponse,
                 format!("malformed HTTP response from {host}: {parse}"),
             );
         }
         let text = err.to_string();
         if text.contains("dns error") || text.contains("failed to lookup address") {
-            return FetchError::new(ErrorReason::Connect, format!("cannot resolve host {host}"));
+            return ProbeError::new(ErrorReason::Connect, format!("cannot resolve host {host}"));
         }
         source = err.source();
     }
@@ -214,13 +192,13 @@ fn classify(e: &reqwest::Error, host: &str) -> FetchError {
         Some(std::io::ErrorKind::ConnectionRefused) => "connection refused".to_string(),
         Some(std::io::ErrorKind::ConnectionReset) => "connection reset".to_string(),
         Some(std::io::ErrorKind::TimedOut) => {
-            return FetchError::new(ErrorReason::Timeout, format!("timeout talking to {host}"))
+            return ProbeError::new(ErrorReason::Timeout, format!("timeout talking to {host}"))
         }
         Some(kind) => kind.to_string(),
         None if e.is_body() || e.is_decode() => "response interrupted".to_string(),
         None => "connection failed".to_string(),
     };
-    FetchError::new(ErrorReason::Connect, format!("{what} ({host})"))
+    ProbeError::new(ErrorReason::Connect, format!("{what} ({host})"))
 }
 
 /// `Retry-After` as delay-seconds or an HTTP date, clamped to [1 s, 1 h]. Garbage and

@@ -3,11 +3,30 @@
 //! which is what integrations actually hit. We confirm the fallback with a side probe on
 //! `/project/search` so the metric says "anonymous fallback", not just "rejected".
 
-use super::{is_rejection, str_field, unexpected_status, ProbeTarget, Verdict};
-use crate::http::{FetchError, HttpClient, Response};
+use super::{is_rejection, str_field, unexpected_status, SECRET_PREFIXES};
+use crate::probe::{ProbeError, Verdict};
+use crate::providers::{
+    AuthKind, IdentityCheck, InventoryLink, ProbeCtx, ProbeFuture, Provider, ProviderSpec,
+};
+use crate::upstream::Response;
 
-pub(super) const MYSELF: &str = "/rest/api/3/myself";
-pub(super) const ANONYMOUS_CAPABLE: &str = "/rest/api/3/project/search?maxResults=1";
+pub static SPEC: ProviderSpec = ProviderSpec {
+    name: "jira",
+    default_site: None,
+    auth: &[AuthKind::Basic],
+    identity: IdentityCheck {
+        account_id: true,
+        email: true,
+    },
+    secret_prefixes: SECRET_PREFIXES,
+    inventory_link: Some(InventoryLink::ApiToken),
+    probe,
+};
+
+pub const PROVIDER: Provider = Provider(&SPEC);
+
+pub const MYSELF: &str = "/rest/api/3/myself";
+pub const ANONYMOUS_CAPABLE: &str = "/rest/api/3/project/search?maxResults=1";
 
 /// `X-Seraph-LoginReason` values that mean the credentials were not accepted, whatever the
 /// status code says.
@@ -18,11 +37,12 @@ fn login_failed(resp: &Response) -> bool {
     })
 }
 
-pub(super) async fn probe(
-    client: &HttpClient,
-    target: &ProbeTarget<'_>,
-) -> Result<Verdict, FetchError> {
-    let myself = target.get(client, MYSELF).await?;
+fn probe<'c>(cx: &'c mut ProbeCtx<'_>) -> ProbeFuture<'c> {
+    Box::pin(check(cx))
+}
+
+async fn check(cx: &ProbeCtx<'_>) -> Result<Verdict, ProbeError> {
+    let myself = cx.get(MYSELF).await?;
     if myself.status.is_success() && !login_failed(&myself) {
         let json = myself.json()?;
         return Ok(match str_field(&json, "accountId") {
@@ -38,7 +58,7 @@ pub(super) async fn probe(
     }
 
     // /myself refused the credential. Does the site serve it as anonymous instead?
-    let side = target.get(client, ANONYMOUS_CAPABLE).await;
+    let side = cx.get(ANONYMOUS_CAPABLE).await;
     match side {
         Ok(resp)
             if resp.status.is_success()

@@ -1,27 +1,24 @@
-//! Organization inventory (SPEC §5): every user API token and admin API key an organization
-//! has, listed through the Admin API ("API Access", `read:tokens:admin`) on the
-//! organization's interval, and handed to the [`Store`] only when *every* page of *both*
-//! lists arrived. A failed page never publishes half a list: the last complete inventory
-//! stays and `apitoken_org_inventory_success` turns 0.
+//! The organization inventory client (README "Organization inventory"): every user API
+//! token and admin API key an organization has, listed through the Admin API ("API
+//! Access", `read:tokens:admin`). [`fetch_inventory`] returns a listing only when *every*
+//! page of *both* lists arrived, so a failed page never publishes half a list; the
+//! scheduler's inventory loop hands it to the state.
 //!
 //! What the lists contain is untrusted: ids and labels are clipped, and the owner's name
 //! and e-mail address are never deserialized (the types below have no field for them).
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 use url::Url;
 
-use crate::config::OrgConfig;
-use crate::http::{rate_limit_reset, Auth, FetchError, HttpClient, Response, RETRY_AFTER_MIN};
-use crate::metrics::{clip, MAX_UPSTREAM_LABEL};
-use crate::provider::ErrorReason;
-use crate::secret::{CredentialError, Secret, SecretReader};
-use crate::state::{InventoryTransition, Store};
+use crate::probe::{ErrorReason, ProbeError};
+use crate::secret::{CredentialError, Secret};
+use crate::upstream::{rate_limit_reset, Auth, HttpClient, Response, RETRY_AFTER_MIN};
+use crate::util::{clip, MAX_UPSTREAM_LABEL};
 
 /// Entries per page; the API's maximum.
 pub const PAGE_SIZE: u32 = 100;
@@ -99,7 +96,7 @@ pub enum InventoryError {
     Fetch {
         list: List,
         page: usize,
-        error: FetchError,
+        error: ProbeError,
     },
     #[error("{list} page {page}: HTTP {status}: the admin API key was refused (it needs the read:tokens:admin scope)")]
     Refused {
@@ -224,7 +221,7 @@ fn id(v: Option<String>) -> Option<String> {
 
 /// RFC 3339 (or a plain date); anything else counts as absent rather than failing the run.
 fn time(v: Option<String>) -> Option<i64> {
-    crate::config::parse_timestamp(v.as_deref()?).ok()
+    crate::util::parse_timestamp(v.as_deref()?).ok()
 }
 
 /// Entries without an id cannot be told apart or linked; they are skipped.
@@ -335,10 +332,19 @@ pub fn next_page_url(base: &Url, current: &Url, first: &Url, next: &str) -> Resu
     }
 }
 
+/// Which organization to list, and where.
+#[derive(Debug, Clone, Copy)]
+pub struct OrgTarget<'a> {
+    /// The configured organization name (for logs).
+    pub name: &'a str,
+    pub org_id: &'a str,
+    pub base_url: &'a Url,
+}
+
 /// One run over both lists of one organization.
 struct Run<'a> {
     client: &'a HttpClient,
-    org: &'a OrgConfig,
+    org: OrgTarget<'a>,
     secret: &'a Secret,
     limits: Limits,
     permits: Option<&'a Semaphore>,
@@ -354,7 +360,7 @@ struct Run<'a> {
 /// only while a request is in flight, never while waiting out a rate limit.
 pub async fn fetch_inventory(
     client: &HttpClient,
-    org: &OrgConfig,
+    org: OrgTarget<'_>,
     secret: &Secret,
     limits: Limits,
     permits: Option<&Semaphore>,
@@ -384,7 +390,7 @@ impl Run<'_> {
         &mut self,
         list: List,
     ) -> Result<BTreeMap<String, T::Listed>, InventoryError> {
-        let first = list_url(&self.org.base_url, &self.org.org_id, list).map_err(|detail| {
+        let first = list_url(self.org.base_url, self.org.org_id, list).map_err(|detail| {
             InventoryError::BadBody {
                 list,
                 page: 1,
@@ -417,7 +423,7 @@ impl Run<'_> {
             let Some(next) = next else {
                 return Ok(out);
             };
-            let next = next_page_url(&self.org.base_url, &url, &first, &next)
+            let next = next_page_url(self.org.base_url, &url, &first, &next)
                 .map_err(|target| InventoryError::ForeignNextLink { list, page, target })?;
             if !seen.insert(next.to_string()) {
                 return Err(InventoryError::CursorLoop { list, page });
@@ -446,7 +452,7 @@ impl Run<'_> {
                     Some(p) => Some(p.acquire().await.map_err(|_| InventoryError::Fetch {
                         list,
                         page,
-                        error: FetchError::new(ErrorReason::Connect, "shutting down"),
+                        error: ProbeError::new(ErrorReason::Connect, "shutting down"),
                     })?),
                     None => None,
                 };
@@ -457,7 +463,7 @@ impl Run<'_> {
                 .await
             };
             let error = match result {
-                Err(_) => FetchError::new(
+                Err(_) => ProbeError::new(
                     ErrorReason::Timeout,
                     format!(
                         "no answer within {}",
@@ -509,7 +515,7 @@ impl Run<'_> {
             return Err(InventoryError::RateLimited { list, page, wait });
         }
         tracing::debug!(
-            org = self.org.name.as_str(),
+            org = self.org.name,
             list = list.as_str(),
             page,
             wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
@@ -521,117 +527,18 @@ impl Run<'_> {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// The loop per organization
-// ---------------------------------------------------------------------------------------
-
-/// Everything one organization's loop needs.
-pub struct InventoryTask {
-    pub org: OrgConfig,
-    pub limits: Limits,
-    pub generation: u64,
-    pub store: Arc<Store>,
-    pub client: HttpClient,
-    pub semaphore: Arc<Semaphore>,
-}
-
-/// Lists the organization every `probe_interval` (after `first`), forever; the scheduler
-/// aborts the task on reload or shutdown.
-pub async fn run(task: InventoryTask, first: Duration) {
-    let secret = SecretReader::new(task.org.api_key.clone());
-    tokio::time::sleep(first).await;
-    loop {
-        let started = Instant::now();
-        let result = match secret.read() {
-            Err(e) => Err(InventoryError::from(e)),
-            Ok(key) => {
-                fetch_inventory(
-                    &task.client,
-                    &task.org,
-                    &key,
-                    task.limits,
-                    Some(&task.semaphore),
-                )
-                .await
-            }
-        };
-        let interval = task.org.probe_interval;
-        let next = match &result {
-            Ok(_) => interval,
-            Err(e) => e.retry_after().map_or(interval, |ra| ra.max(interval)),
-        };
-        let summary = result
-            .as_ref()
-            .ok()
-            .map(|i| (i.tokens.len(), i.api_keys.len(), i.pages));
-        let error = result.as_ref().err().map(ToString::to_string);
-        if let Some(t) = task
-            .store
-            .record_inventory(&task.org.name, task.generation, result)
-        {
-            log_run(&task.org, &t, summary, error.as_deref(), started.elapsed());
-        }
-        tokio::time::sleep(next).await;
-    }
-}
-
-fn log_run(
-    org: &OrgConfig,
-    t: &InventoryTransition,
-    summary: Option<(usize, usize, usize)>,
-    error: Option<&str>,
-    took: Duration,
-) {
-    let name = org.name.as_str();
-    let took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
-    match (summary, error) {
-        (Some((tokens, api_keys, pages)), _) => {
-            if t.before == Some(true) {
-                tracing::debug!(
-                    org = name,
-                    tokens,
-                    api_keys,
-                    pages,
-                    took_ms,
-                    "organization inventory refreshed"
-                );
-            } else {
-                tracing::info!(
-                    org = name,
-                    tokens,
-                    api_keys,
-                    pages,
-                    took_ms,
-                    "organization inventory complete"
-                );
-            }
-        }
-        (None, error) => {
-            let error = error.unwrap_or("");
-            if t.before == Some(false) {
-                tracing::debug!(org = name, error, "organization inventory still failing");
-            } else {
-                tracing::warn!(
-                    org = name,
-                    error,
-                    "organization inventory failed; keeping the last complete inventory"
-                );
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Instant;
 
     use axum::extract::{Query, State};
     use axum::http::HeaderMap;
     use axum::Json;
     use serde_json::{json, Value};
 
-    use crate::secret::SecretSource;
     use crate::simulator::{Behaviour, Credential, OrgApiKey, OrgToken, Simulator};
 
     const KEY: &str = "ATATT3xINVENTORYUNITKEY";
@@ -639,16 +546,6 @@ mod tests {
 
     fn url(s: &str) -> Url {
         Url::parse(s).unwrap()
-    }
-
-    fn org(base: &str) -> OrgConfig {
-        OrgConfig {
-            name: "acme".into(),
-            org_id: "org-1".into(),
-            api_key: SecretSource::Static(Secret::new(KEY)),
-            base_url: url(base),
-            probe_interval: Duration::from_secs(60),
-        }
     }
 
     fn limits() -> Limits {
@@ -659,8 +556,22 @@ mod tests {
     }
 
     async fn fetch(base: &str) -> Result<Inventory, InventoryError> {
+        fetch_with(base, KEY, limits()).await
+    }
+
+    async fn fetch_with(
+        base: &str,
+        key: &str,
+        limits: Limits,
+    ) -> Result<Inventory, InventoryError> {
         let client = HttpClient::new().unwrap();
-        fetch_inventory(&client, &org(base), &Secret::new(KEY), limits(), None).await
+        let base = url(base);
+        let org = OrgTarget {
+            name: "acme",
+            org_id: "org-1",
+            base_url: &base,
+        };
+        fetch_inventory(&client, org, &Secret::new(key), limits, None).await
     }
 
     #[test]
@@ -787,7 +698,7 @@ mod tests {
                 behaviour: Behaviour::Valid,
             },
         );
-        let now = crate::state::unix_now() as i64;
+        let now = crate::util::unix_now() as i64;
         sim.add_org_tokens("org-1", (0..tokens).map(|i| sim_token(i, now)).collect());
         sim.add_org_api_keys(
             "org-1",
@@ -832,16 +743,13 @@ mod tests {
         for n in 1..=3 {
             sim.rate_limit_org_request("org-1", n, Some("1"));
         }
-        let client = HttpClient::new().unwrap();
-        let err = fetch_inventory(
-            &client,
-            &org(&running.base_url()),
-            &Secret::new(KEY),
+        let err = fetch_with(
+            &running.base_url(),
+            KEY,
             Limits {
                 max_rate_limit_retries: 2,
                 ..limits()
             },
-            None,
         )
         .await
         .unwrap_err();
@@ -868,16 +776,9 @@ mod tests {
             ),
             "{err}"
         );
-        let client = HttpClient::new().unwrap();
-        let err = fetch_inventory(
-            &client,
-            &org(&running.base_url()),
-            &Secret::new("ATATT3xWRONG"),
-            limits(),
-            None,
-        )
-        .await
-        .unwrap_err();
+        let err = fetch_with(&running.base_url(), "ATATT3xWRONG", limits())
+            .await
+            .unwrap_err();
         assert_eq!(err.to_string(), "api-tokens page 1: HTTP 401: the admin API key was refused (it needs the read:tokens:admin scope)");
         assert!(!err.to_string().contains("WRONG"));
     }

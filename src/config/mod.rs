@@ -1,0 +1,507 @@
+//! Configuration: the YAML schema of README "Configuration", its validation, and the
+//! resolved types the scheduler and state use.
+//!
+//! Parsing happens in two passes. serde ([`raw`], with `deny_unknown_fields` and the
+//! field types of [`fields`] for durations, timestamps, names and URLs) rejects malformed
+//! input with the YAML path, line and column; [`guards`] bound what a hostile file can
+//! cost first. A second pass ([`validate`]) checks rules that span fields (duplicates,
+//! `https://`, exactly-one-of, what the provider accepts) and reports *every* problem at
+//! once, each prefixed with its location.
+
+mod fields;
+mod guards;
+mod raw;
+mod validate;
+
+pub use fields::parse_site;
+pub use guards::MAX_CONFIG_BYTES;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use url::Url;
+
+use crate::providers::atlassian::admin_key;
+use crate::providers::{AuthKind, Provider};
+use crate::secret::SecretSource;
+
+/// A fully validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub global: Global,
+    pub tokens: Vec<TokenConfig>,
+    pub organizations: Vec<OrgConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Global {
+    pub probe_interval: Duration,
+    pub probe_timeout: Duration,
+    pub max_concurrency: usize,
+    pub default_token_lifetime: Duration,
+    pub allow_insecure_http: bool,
+}
+
+impl Default for Global {
+    fn default() -> Self {
+        Self {
+            probe_interval: Duration::from_secs(300),
+            probe_timeout: Duration::from_secs(10),
+            max_concurrency: 16,
+            default_token_lifetime: Duration::from_secs(365 * 86_400),
+            allow_insecure_http: false,
+        }
+    }
+}
+
+/// Where a token's expiry date came from (the `expiry_source` label of `apitoken_info`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpirySource {
+    /// The provider itself reported it (wins over everything else).
+    Provider,
+    OrgInventory,
+    Config,
+    CreatedAt,
+    None,
+}
+
+impl ExpirySource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExpirySource::Provider => "provider",
+            ExpirySource::Config => "config",
+            ExpirySource::CreatedAt => "created_at",
+            ExpirySource::OrgInventory => "org_inventory",
+            ExpirySource::None => "none",
+        }
+    }
+}
+
+/// One watched credential, with every default resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenConfig {
+    pub name: String,
+    pub provider: Provider,
+    pub site: Url,
+    /// How requests authenticate (the provider's default unless the config says otherwise).
+    pub auth: AuthKind,
+    pub email: Option<String>,
+    pub secret: SecretSource,
+    /// Unix seconds.
+    pub expires_at: Option<i64>,
+    pub expiry_source: ExpirySource,
+    pub expected_account_id: Option<String>,
+    /// Unix seconds.
+    pub revoked_at: Option<i64>,
+    pub org_token_id: Option<String>,
+    pub probe_interval: Duration,
+    pub probe_timeout: Duration,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The fields that decide *how* a token is probed. When a reload leaves them unchanged the
+/// token keeps its schedule and state; labels or expiry dates alone do not restart probing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeSettings<'a> {
+    provider: Provider,
+    site: &'a Url,
+    auth: AuthKind,
+    email: Option<&'a str>,
+    secret: &'a SecretSource,
+    expected_account_id: Option<&'a str>,
+    probe_interval: Duration,
+    probe_timeout: Duration,
+}
+
+impl TokenConfig {
+    /// A token with every optional field unset and the global defaults, for unit tests
+    /// that build state without YAML.
+    #[cfg(test)]
+    pub(crate) fn for_tests(name: &str, provider: Provider) -> TokenConfig {
+        let global = Global::default();
+        TokenConfig {
+            name: name.to_string(),
+            provider,
+            site: provider
+                .default_site()
+                .and_then(|s| Url::parse(s).ok())
+                .unwrap_or_else(|| Url::parse("https://example.invalid").expect("a valid URL")),
+            auth: provider.default_auth(),
+            email: None,
+            secret: SecretSource::Env(format!(
+                "{}_TOKEN",
+                name.to_uppercase().replace(['-', '.'], "_")
+            )),
+            expires_at: None,
+            expiry_source: ExpirySource::None,
+            expected_account_id: None,
+            revoked_at: None,
+            org_token_id: None,
+            probe_interval: global.probe_interval,
+            probe_timeout: global.probe_timeout,
+            labels: BTreeMap::new(),
+        }
+    }
+
+    pub fn probe_settings(&self) -> ProbeSettings<'_> {
+        ProbeSettings {
+            provider: self.provider,
+            site: &self.site,
+            auth: self.auth,
+            email: self.email.as_deref(),
+            secret: &self.secret,
+            expected_account_id: self.expected_account_id.as_deref(),
+            probe_interval: self.probe_interval,
+            probe_timeout: self.probe_timeout,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrgConfig {
+    pub name: String,
+    pub org_id: String,
+    pub api_key: SecretSource,
+    pub base_url: Url,
+    pub probe_interval: Duration,
+}
+
+/// The implicit token that watches an organization's admin API key is named
+/// `{org}-admin-key` (see [`Config::implicit_admin_tokens`]).
+pub const ADMIN_KEY_TOKEN_SUFFIX: &str = "-admin-key";
+
+impl OrgConfig {
+    /// The name of the implicit token that watches this organization's API key.
+    pub fn admin_key_token_name(&self) -> String {
+        format!("{}{ADMIN_KEY_TOKEN_SUFFIX}", self.name)
+    }
+
+    /// The token that probes this organization's API key for validity, unless a configured
+    /// `atlassian_admin` token already reads the same secret source (then that one does).
+    /// It carries the custom label `org` so it can be joined to the inventory metrics.
+    pub(crate) fn implicit_admin_token(
+        &self,
+        global: &Global,
+        tokens: &[TokenConfig],
+    ) -> Option<TokenConfig> {
+        let watched = tokens
+            .iter()
+            .any(|t| t.provider == admin_key::PROVIDER && t.secret == self.api_key);
+        (!watched).then(|| TokenConfig {
+            name: self.admin_key_token_name(),
+            provider: admin_key::PROVIDER,
+            site: self.base_url.clone(),
+            auth: admin_key::PROVIDER.default_auth(),
+            email: None,
+            secret: self.api_key.clone(),
+            expires_at: None,
+            expiry_source: ExpirySource::None,
+            expected_account_id: None,
+            revoked_at: None,
+            org_token_id: None,
+            probe_interval: global.probe_interval,
+            probe_timeout: global.probe_timeout,
+            labels: BTreeMap::from([("org".to_string(), self.name.clone())]),
+        })
+    }
+}
+
+/// A configuration that could not be loaded: the file and every problem found in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.problems.as_slice() {
+            [one] => write!(f, "{}: {one}", self.file.display()),
+            many => {
+                write!(f, "{}: {} problems:", self.file.display(), many.len())?;
+                for p in many {
+                    write!(f, "\n  - {p}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let fail = |p: String| ConfigError {
+            file: path.to_path_buf(),
+            problems: vec![p],
+        };
+        let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(fail(format!(
+                "file is {} bytes; the limit is {MAX_CONFIG_BYTES}",
+                meta.len()
+            )));
+        }
+        // The size check above sees 0 bytes for pipes and devices (`<(…)`, /dev/zero), so
+        // the read itself is bounded too.
+        let bytes = crate::util::read_at_most(path, MAX_CONFIG_BYTES)
+            .map_err(|e| fail(format!("cannot read: {e}")))?;
+        if bytes.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(fail(format!(
+                "more than {MAX_CONFIG_BYTES} bytes; the limit is {MAX_CONFIG_BYTES}"
+            )));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            fail(format!(
+                "not valid UTF-8 (first bad byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ))
+        })?;
+        Config::parse(&text).map_err(|problems| ConfigError {
+            file: path.to_path_buf(),
+            problems,
+        })
+    }
+
+    /// Parses and validates YAML text. Errors are located by YAML path and line.
+    pub fn parse(text: &str) -> Result<Config, Vec<String>> {
+        if let Some((line, column)) = guards::flow_too_deep(text) {
+            return Err(vec![format!(
+                "invalid YAML: [ ] / {{ }} collections nested deeper than {} levels at line {line} column {column} (a config needs at most 3)",
+                guards::MAX_FLOW_DEPTH
+            )]);
+        }
+        let raw: raw::RawConfig = if text.trim().is_empty() {
+            raw::RawConfig::default()
+        } else {
+            serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text))
+                .map_err(|e| vec![guards::redact_tokens(&guards::yaml_error(&e))])?
+        };
+        raw.validate()
+    }
+
+    /// One `atlassian_admin` token per organization whose API key no configured
+    /// `atlassian_admin` token already watches (same `token_env`/`token_file` as the
+    /// organization's `api_key_env`/`api_key_file`), named `{org}-admin-key`. The scheduler
+    /// probes them like configured tokens; `check` does not (it probes the config's tokens).
+    pub fn implicit_admin_tokens(&self) -> Vec<TokenConfig> {
+        self.organizations
+            .iter()
+            .filter_map(|o| o.implicit_admin_token(&self.global, &self.tokens))
+            .collect()
+    }
+
+    /// Problems with secret sources: each env var must be set and non-empty, each file
+    /// readable. Used by `--config.check`; the running exporter tolerates these per token.
+    pub fn check_secret_sources(&self) -> Vec<String> {
+        let tokens = self
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("tokens[{i}] ({})", t.name), &t.secret));
+        let orgs = self
+            .organizations
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (format!("organizations[{i}] ({})", o.name), &o.api_key));
+        tokens
+            .chain(orgs)
+            .filter_map(|(loc, source)| {
+                crate::secret::SecretReader::new(source.clone())
+                    .read()
+                    .err()
+                    .map(|e| format!("{loc}: {e}"))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(yaml: &str) -> Vec<String> {
+        Config::parse(yaml).unwrap_err()
+    }
+
+    const VALID: &str = r#"
+global:
+  probe_interval: 5m
+  probe_timeout: 10s
+  max_concurrency: 4
+  default_token_lifetime: 90d
+tokens:
+  - name: jira-ci
+    provider: jira
+    site: https://acme.atlassian.net/
+    email: ci@acme.example
+    token_env: JIRA_CI
+    expires_at: 2026-12-31
+    labels: {team: platform}
+  - name: conf
+    provider: confluence
+    site: https://acme.atlassian.net
+    email: c@acme.example
+    token_file: /run/secrets/conf
+    created_at: 2026-01-01T00:00:00Z
+    probe_interval: 10m
+  - name: bb
+    provider: bitbucket
+    email: bbuser
+    token_env: BB
+    revoked_at: 2026-11-20T10:00:00Z
+  - name: admin
+    provider: atlassian_admin
+    token_env: ADMIN
+organizations:
+  - name: acme
+    org_id: 0a1b
+    api_key_env: ADMIN
+"#;
+
+    #[test]
+    fn valid_config_resolves_defaults_and_expiry() {
+        let c = Config::parse(VALID).unwrap();
+        assert_eq!(c.global.max_concurrency, 4);
+        let jira = &c.tokens[0];
+        assert_eq!(jira.site.as_str(), "https://acme.atlassian.net/");
+        assert_eq!(jira.expires_at, Some(1_798_675_200)); // 2026-12-31T00:00:00Z
+        assert_eq!(jira.expiry_source, ExpirySource::Config);
+        assert_eq!(jira.probe_interval, Duration::from_secs(300));
+        let conf = &c.tokens[1];
+        // created_at + 90d default lifetime
+        assert_eq!(conf.expires_at, Some(1_767_225_600 + 90 * 86_400));
+        assert_eq!(conf.expiry_source, ExpirySource::CreatedAt);
+        assert_eq!(conf.probe_interval, Duration::from_secs(600));
+        assert_eq!(c.tokens[2].site.as_str(), "https://api.bitbucket.org/");
+        assert_eq!(c.tokens[2].expiry_source, ExpirySource::None);
+        assert_eq!(c.tokens[3].site.as_str(), "https://api.atlassian.com/");
+        assert_eq!(c.organizations[0].probe_interval, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let p = problems("tokens:\n  - name: a\n    provider: jira\n    tokn_env: X\n");
+        assert_eq!(p.len(), 1);
+        assert!(p[0].contains("tokens[0]"), "{p:?}");
+        assert!(p[0].contains("unknown field `tokn_env`"), "{p:?}");
+        assert!(p[0].contains("line 4"), "{p:?}");
+    }
+
+    #[test]
+    fn bad_duration_and_date_name_the_field() {
+        let p = problems("global:\n  probe_interval: 5 minutes please\n");
+        assert!(
+            p[0].starts_with("global.probe_interval: invalid duration"),
+            "{p:?}"
+        );
+        assert!(p[0].contains("line 2"), "{p:?}");
+        let p = problems(
+            "tokens:\n  - name: a\n    provider: jira\n    site: https://x\n    email: e\n    token_env: X\n    expires_at: 31/12/2026\n",
+        );
+        assert!(
+            p[0].contains("tokens[0].expires_at: invalid timestamp"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported_at_once() {
+        let p = problems(
+            r#"
+tokens:
+  - {name: a, provider: jira, site: "http://plain", email: e, token_env: X}
+  - {name: a, provider: jira, site: "https://x", email: e, token_env: X, token_file: /f}
+  - {name: b, provider: confluence, token_env: X}
+  - {name: c, provider: atlassian_admin, email: e, token_env: "1BAD"}
+  - {name: d, provider: jira, site: "https://x", email: e, token_env: X, expires_at: 2026-01-01, created_at: 2025-01-01}
+  - {name: e, provider: jira, site: "https://x", email: e, token_env: X, labels: {token: x}}
+"#,
+        );
+        let all = p.join("\n");
+        for needle in [
+            "tokens[0] (a).site: http:// would send credentials",
+            "tokens[1] (a).name: duplicate token name \"a\" (first used by tokens[0])",
+            "tokens[1] (a): set exactly one of token_env / token_file",
+            "tokens[2] (b).site: required for provider confluence",
+            "tokens[2] (b).email: required for provider confluence",
+            "tokens[3] (c).email: not used by provider atlassian_admin",
+            "tokens[3] (c).token_env: not an environment variable name",
+            "tokens[4] (d): set either expires_at or created_at",
+            "tokens[5] (e).labels.token: reserved label name",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn insecure_http_allowed_only_when_enabled() {
+        let yaml = "global: {allow_insecure_http: true}\ntokens:\n  - {name: a, provider: jira, site: \"http://127.0.0.1:1\", email: e, token_env: X}\n";
+        assert!(Config::parse(yaml).is_ok());
+    }
+
+    #[test]
+    fn invalid_names_labels_and_urls_are_refused() {
+        let p = problems("tokens:\n  - {name: \"a b\", provider: jira}\n");
+        assert!(p[0].contains("invalid name \"a b\""), "{p:?}");
+        let p = problems("tokens:\n  - {name: a, provider: gitlab}\n");
+        assert!(p[0].contains("unknown variant `gitlab`"), "{p:?}");
+        let p = problems("tokens:\n  - {name: a, provider: jira, site: \"https://u:hunter2@x\", email: e, token_env: X}\n");
+        assert!(p[0].contains("must not contain credentials"), "{p:?}");
+        assert!(!p[0].contains("hunter2"), "{p:?}");
+        let p = problems("tokens:\n  - {name: a, provider: jira, site: \"https://x\", email: e, token_env: X, labels: {\"bad-label\": v}}\n");
+        assert!(p[0].contains("invalid label name \"bad-label\""), "{p:?}");
+    }
+
+    #[test]
+    fn empty_file_is_an_empty_config() {
+        let c = Config::parse("").unwrap();
+        assert!(c.tokens.is_empty());
+    }
+
+    #[test]
+    fn each_org_key_is_watched_once_by_an_implicit_or_configured_admin_token() {
+        let yaml = r#"
+tokens:
+  - {name: mine, provider: atlassian_admin, token_env: KEY_A}
+organizations:
+  - {name: acme, org_id: o1, api_key_env: KEY_A}
+  - {name: beta, org_id: o2, api_key_file: /run/key-b, base_url: "https://admin.example", probe_interval: 2h}
+"#;
+        let c = Config::parse(yaml).unwrap();
+        let implicit = c.implicit_admin_tokens();
+        assert_eq!(implicit.len(), 1, "acme's key is already watched by `mine`");
+        let t = &implicit[0];
+        assert_eq!(t.name, "beta-admin-key");
+        assert_eq!(t.provider, admin_key::PROVIDER);
+        assert_eq!(t.site.as_str(), "https://admin.example/");
+        assert_eq!(t.secret, SecretSource::File("/run/key-b".into()));
+        assert_eq!(t.probe_interval, c.global.probe_interval);
+        assert_eq!(t.labels.get("org").map(String::as_str), Some("beta"));
+        assert_eq!(t.expiry_source, ExpirySource::None);
+    }
+
+    #[test]
+    fn a_token_named_like_an_implicit_admin_token_is_refused() {
+        let p = problems(
+            r#"
+tokens:
+  - {name: acme-admin-key, provider: jira, site: "https://x", email: e, token_env: X}
+organizations:
+  - {name: acme, org_id: o1, api_key_env: KEY}
+"#,
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("organizations[0] (acme): its API key is watched by an implicit atlassian_admin token named \"acme-admin-key\", but tokens[0] (acme-admin-key) already has that name"), "{p:?}");
+        // The same name is fine when that token is the one watching the key.
+        let ok = "tokens:\n  - {name: acme-admin-key, provider: atlassian_admin, token_env: KEY}\norganizations:\n  - {name: acme, org_id: o1, api_key_env: KEY}\n";
+        assert!(Config::parse(ok)
+            .unwrap()
+            .implicit_admin_tokens()
+            .is_empty());
+    }
+}

@@ -1,0 +1,347 @@
+//! The second pass: rules that span fields (duplicates, `https://`, exactly-one-of, what a
+//! provider accepts), defaults resolved, and *every* problem reported at once, each
+//! prefixed with its location (`tokens[2] (name).field`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use url::Url;
+
+use super::guards::{looks_like_token, PASTED_TOKEN};
+use super::raw::{RawConfig, RawOrg, RawToken};
+use super::{Config, ExpirySource, Global, OrgConfig, TokenConfig};
+use crate::providers::AuthKind;
+use crate::secret::SecretSource;
+
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Label names the exporter sets itself; a custom label may not shadow them.
+const RESERVED_LABELS: &[&str] = &[
+    "token",
+    "provider",
+    "site",
+    "account_id",
+    "expiry_source",
+    "job",
+    "instance",
+];
+
+impl RawConfig {
+    pub(super) fn validate(self) -> Result<Config, Vec<String>> {
+        let mut problems = Vec::new();
+        let defaults = Global::default();
+        let g = self.global;
+        let global = Global {
+            probe_interval: g.probe_interval.map_or(defaults.probe_interval, |d| d.0),
+            probe_timeout: g.probe_timeout.map_or(defaults.probe_timeout, |d| d.0),
+            max_concurrency: g.max_concurrency.unwrap_or(defaults.max_concurrency),
+            default_token_lifetime: g
+                .default_token_lifetime
+                .map_or(defaults.default_token_lifetime, |d| d.0),
+            allow_insecure_http: g.allow_insecure_http.unwrap_or(false),
+        };
+        if global.probe_interval < MIN_INTERVAL {
+            problems.push("global.probe_interval: must be at least 1s".to_string());
+        }
+        if global.probe_timeout.is_zero() {
+            problems.push("global.probe_timeout: must be greater than 0".to_string());
+        }
+        if global.max_concurrency == 0 {
+            problems.push("global.max_concurrency: must be at least 1".to_string());
+        }
+
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        let mut tokens = Vec::with_capacity(self.tokens.len());
+        for (i, raw) in self.tokens.into_iter().enumerate() {
+            let loc = format!("tokens[{i}] ({})", raw.name.0);
+            if let Some(first) = seen.insert(raw.name.0.clone(), i) {
+                problems.push(format!(
+                    "{loc}.name: duplicate token name {:?} (first used by tokens[{first}])",
+                    raw.name.0
+                ));
+            }
+            match raw.resolve(&global, &loc) {
+                Ok(t) => tokens.push(t),
+                Err(mut p) => problems.append(&mut p),
+            }
+        }
+
+        let mut org_names = HashSet::new();
+        let mut organizations = Vec::with_capacity(self.organizations.len());
+        for (i, raw) in self.organizations.into_iter().enumerate() {
+            let loc = format!("organizations[{i}] ({})", raw.name.0);
+            if !org_names.insert(raw.name.0.clone()) {
+                problems.push(format!(
+                    "{loc}.name: duplicate organization name {:?}",
+                    raw.name.0
+                ));
+            }
+            match raw.resolve(&global, &loc) {
+                Ok(o) => organizations.push(o),
+                Err(mut p) => problems.append(&mut p),
+            }
+        }
+
+        for (i, org) in organizations.iter().enumerate() {
+            let Some(implicit) = org.implicit_admin_token(&global, &tokens) else {
+                continue;
+            };
+            if let Some(&j) = seen.get(&implicit.name) {
+                problems.push(format!(
+                    "organizations[{i}] ({}): its API key is watched by an implicit atlassian_admin token named {:?}, \
+                     but tokens[{j}] ({}) already has that name; rename tokens[{j}], or make it an atlassian_admin \
+                     token with the organization's api key source so it watches the key itself",
+                    org.name, implicit.name, implicit.name
+                ));
+            }
+        }
+
+        if problems.is_empty() {
+            Ok(Config {
+                global,
+                tokens,
+                organizations,
+            })
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+impl RawToken {
+    fn resolve(self, global: &Global, loc: &str) -> Result<TokenConfig, Vec<String>> {
+        let mut problems = Vec::new();
+        let site = match (self.site, self.provider.default_site()) {
+            (Some(s), _) => Some(s.0),
+            (None, Some(default)) => Url::parse(default).ok(),
+            (None, None) => {
+                problems.push(format!(
+                    "{loc}.site: required for provider {}",
+                    self.provider
+                ));
+                None
+            }
+        };
+        if let Some(site) = &site {
+            check_scheme(site, global, &format!("{loc}.site"), &mut problems);
+        }
+
+        let spec = self.provider.spec();
+        let auth = self.provider.default_auth();
+        if auth == AuthKind::Basic {
+            match self.email.as_deref().map(str::trim) {
+                None | Some("") => problems.push(format!(
+                    "{loc}.email: required for provider {} (the basic-auth user)",
+                    spec.name
+                )),
+                Some(_) => {}
+            }
+        } else if self.email.is_some() && !spec.identity.email {
+            problems.push(format!(
+                "{loc}.email: not used by provider {} (it authenticates with a Bearer key)",
+                spec.name
+            ));
+        }
+        if self.expected_account_id.is_some() && !spec.identity.account_id {
+            problems.push(format!(
+                "{loc}.expected_account_id: not supported by provider {} (its probe returns no account)",
+                spec.name
+            ));
+        }
+
+        let secret = secret_source(
+            self.token_env,
+            self.token_file,
+            ("token_env", "token_file"),
+            loc,
+            &mut problems,
+        );
+
+        let (expires_at, expiry_source) = match (self.expires_at, self.created_at) {
+            (Some(_), Some(_)) => {
+                problems.push(format!(
+                    "{loc}: set either expires_at or created_at (+ lifetime), not both"
+                ));
+                (None, ExpirySource::None)
+            }
+            (Some(e), None) => {
+                if self.lifetime.is_some() {
+                    problems.push(format!(
+                        "{loc}.lifetime: only meaningful with created_at, not with expires_at"
+                    ));
+                }
+                (Some(e.0), ExpirySource::Config)
+            }
+            (None, Some(c)) => {
+                let lifetime = self.lifetime.map_or(global.default_token_lifetime, |d| d.0);
+                let secs = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
+                (Some(c.0.saturating_add(secs)), ExpirySource::CreatedAt)
+            }
+            (None, None) => {
+                if self.lifetime.is_some() {
+                    problems.push(format!("{loc}.lifetime: set created_at to use lifetime"));
+                }
+                (None, ExpirySource::None)
+            }
+        };
+
+        let probe_interval = self.probe_interval.map_or(global.probe_interval, |d| d.0);
+        if probe_interval < MIN_INTERVAL {
+            problems.push(format!("{loc}.probe_interval: must be at least 1s"));
+        }
+
+        let mut labels = BTreeMap::new();
+        for (k, v) in self.labels {
+            if RESERVED_LABELS.contains(&k.0.as_str()) {
+                problems.push(format!(
+                    "{loc}.labels.{}: reserved label name (the exporter sets it)",
+                    k.0
+                ));
+            }
+            labels.insert(k.0, v);
+        }
+
+        let non_empty = |v: Option<String>, field: &str, problems: &mut Vec<String>| {
+            v.and_then(|s| {
+                let t = s.trim().to_string();
+                if t.is_empty() {
+                    problems.push(format!("{loc}.{field}: must not be empty"));
+                    None
+                } else {
+                    Some(t)
+                }
+            })
+        };
+        let expected_account_id = non_empty(
+            self.expected_account_id,
+            "expected_account_id",
+            &mut problems,
+        );
+        let org_token_id = non_empty(self.org_token_id, "org_token_id", &mut problems);
+
+        match (site, secret) {
+            (Some(site), Some(secret)) if problems.is_empty() => Ok(TokenConfig {
+                name: self.name.0,
+                provider: self.provider,
+                site,
+                auth,
+                email: self.email.map(|e| e.trim().to_string()),
+                secret,
+                expires_at,
+                expiry_source,
+                expected_account_id,
+                revoked_at: self.revoked_at.map(|t| t.0),
+                org_token_id,
+                probe_interval,
+                probe_timeout: global.probe_timeout,
+                labels,
+            }),
+            _ => Err(problems),
+        }
+    }
+}
+
+impl RawOrg {
+    fn resolve(self, global: &Global, loc: &str) -> Result<OrgConfig, Vec<String>> {
+        let mut problems = Vec::new();
+        let base_url = match self.base_url {
+            Some(u) => Some(u.0),
+            None => Url::parse("https://api.atlassian.com").ok(),
+        };
+        if let Some(u) = &base_url {
+            check_scheme(u, global, &format!("{loc}.base_url"), &mut problems);
+        }
+        if self.org_id.trim().is_empty() {
+            problems.push(format!("{loc}.org_id: must not be empty"));
+        }
+        let api_key = secret_source(
+            self.api_key_env,
+            self.api_key_file,
+            ("api_key_env", "api_key_file"),
+            loc,
+            &mut problems,
+        );
+        let probe_interval = self
+            .probe_interval
+            .map_or(Duration::from_secs(3600), |d| d.0);
+        if probe_interval < MIN_INTERVAL {
+            problems.push(format!("{loc}.probe_interval: must be at least 1s"));
+        }
+        match (base_url, api_key) {
+            (Some(base_url), Some(api_key)) if problems.is_empty() => Ok(OrgConfig {
+                name: self.name.0,
+                org_id: self.org_id.trim().to_string(),
+                api_key,
+                base_url,
+                probe_interval,
+            }),
+            _ => Err(problems),
+        }
+    }
+}
+
+fn check_scheme(url: &Url, global: &Global, loc: &str, problems: &mut Vec<String>) {
+    if url.scheme() == "http" && !global.allow_insecure_http {
+        problems.push(format!(
+            "{loc}: http:// would send credentials in clear text; use https:// or set global.allow_insecure_http: true"
+        ));
+    }
+}
+
+fn secret_source(
+    env: Option<String>,
+    file: Option<PathBuf>,
+    (env_key, file_key): (&str, &str),
+    loc: &str,
+    problems: &mut Vec<String>,
+) -> Option<SecretSource> {
+    match (env, file) {
+        (Some(_), Some(_)) => {
+            problems.push(format!(
+                "{loc}: set exactly one of {env_key} / {file_key}, not both"
+            ));
+            None
+        }
+        (None, None) => {
+            problems.push(format!(
+                "{loc}: one of {env_key} / {file_key} is required (inline secrets are not supported)"
+            ));
+            None
+        }
+        // A token pasted here instead of a variable name or path must not be echoed back
+        // (nor later shown as "variable … is not set"): name the field, never the value.
+        (Some(name), None) if looks_like_token(&name) => {
+            problems.push(format!("{loc}.{env_key}: {PASTED_TOKEN}"));
+            None
+        }
+        (None, Some(path)) if looks_like_token(&path.to_string_lossy()) => {
+            problems.push(format!("{loc}.{file_key}: {PASTED_TOKEN}"));
+            None
+        }
+        (Some(name), None) => {
+            if is_env_name(&name) {
+                Some(SecretSource::Env(name))
+            } else {
+                problems.push(format!(
+                    "{loc}.{env_key}: not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"
+                ));
+                None
+            }
+        }
+        (None, Some(path)) => {
+            if path.as_os_str().is_empty() {
+                problems.push(format!("{loc}.{file_key}: must not be empty"));
+                None
+            } else {
+                Some(SecretSource::File(path))
+            }
+        }
+    }
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}

@@ -1,0 +1,125 @@
+//! The text exposition format (0.0.4): label escaping, number formatting, and the output
+//! buffer that gzips as it goes.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use bytes::Bytes;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Escapes a label value per the text exposition format: `\`, `"` and newline.
+pub fn escape_label(value: &str, out: &mut String) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+pub fn push_value(out: &mut String, v: f64) {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        let _ = write!(out, "{}", v as i64);
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
+pub fn bool_value(b: bool) -> f64 {
+    if b {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// Where the exposition is written: a text buffer that, when compressing, is handed to
+/// the gzip encoder every [`Out::CHUNK`] bytes, so rendering 10,000 tokens holds ~64 KiB
+/// of text at a time instead of the whole 9 MB body.
+pub struct Out {
+    buf: String,
+    gz: Option<GzEncoder<Vec<u8>>>,
+}
+
+impl Out {
+    pub const CHUNK: usize = 64 * 1024;
+
+    pub fn plain(capacity: usize) -> Self {
+        Self {
+            buf: String::with_capacity(capacity),
+            gz: None,
+        }
+    }
+
+    pub fn gzip() -> Self {
+        Self {
+            buf: String::with_capacity(Self::CHUNK + 4096),
+            gz: Some(GzEncoder::new(Vec::new(), Compression::fast())),
+        }
+    }
+
+    /// Call after each sample: compresses the buffer once it is a chunk long.
+    pub fn sample_done(&mut self) {
+        if self.buf.len() >= Self::CHUNK {
+            if let Some(gz) = &mut self.gz {
+                // Writing into a Vec cannot fail.
+                let _ = gz.write_all(self.buf.as_bytes());
+                self.buf.clear();
+            }
+        }
+    }
+
+    pub fn finish_gzip(mut self) -> Bytes {
+        match self.gz.take() {
+            Some(mut gz) => {
+                let _ = gz.write_all(self.buf.as_bytes());
+                Bytes::from(gz.finish().unwrap_or_default())
+            }
+            None => gzip(self.buf.as_bytes()),
+        }
+    }
+}
+
+impl std::ops::Deref for Out {
+    type Target = String;
+    fn deref(&self) -> &String {
+        &self.buf
+    }
+}
+
+impl std::ops::DerefMut for Out {
+    fn deref_mut(&mut self) -> &mut String {
+        &mut self.buf
+    }
+}
+
+fn gzip(data: &[u8]) -> Bytes {
+    let mut enc = GzEncoder::new(Vec::with_capacity(data.len() / 8), Compression::fast());
+    // Writing into a Vec cannot fail.
+    let _ = enc.write_all(data);
+    Bytes::from(enc.finish().unwrap_or_default())
+}
+
+impl Out {
+    /// The text written so far, when not compressing.
+    pub fn into_text(self) -> String {
+        self.buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut s = String::new();
+        escape_label("a\"b\\c\nd", &mut s);
+        assert_eq!(s, "a\\\"b\\\\c\\nd");
+    }
+}

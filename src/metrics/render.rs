@@ -1,0 +1,427 @@
+//! State -> exposition: every token family, the organization inventory families and the
+//! exporter's own metrics. No I/O; `now` is passed in so days-until-expiry is computed at
+//! scrape time.
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+
+use super::exposition::{bool_value, escape_label, push_value, Out};
+use super::families::*;
+use crate::probe::{ErrorReason, OutcomeKind};
+use crate::providers::atlassian::inventory::ListedToken;
+use crate::state::{Inner, TokenEntry};
+use crate::util::{clip, MAX_UPSTREAM_LABEL, REVISION, VERSION};
+
+/// Writes `{token="…",provider="…"` (unterminated, so callers may add labels).
+fn token_labels(out: &mut String, e: &TokenEntry) {
+    out.push_str("{token=\"");
+    escape_label(e.meta.name(), out);
+    out.push_str("\",provider=\"");
+    out.push_str(e.meta.provider().as_str());
+    out.push('"');
+}
+
+/// Writes one family: a sample for every token where `value` returns Some.
+fn gauge_family(
+    out: &mut Out,
+    inner: &Inner,
+    f: &Family,
+    value: impl Fn(&TokenEntry) -> Option<f64>,
+) {
+    let mut wrote_header = false;
+    for e in inner.tokens.values() {
+        let Some(v) = value(e) else { continue };
+        if !wrote_header {
+            header(out, f);
+            wrote_header = true;
+        }
+        out.push_str(f.name);
+        token_labels(out, e);
+        out.push_str("} ");
+        push_value(out, v);
+        out.push('\n');
+        out.sample_done();
+    }
+}
+
+/// The full exposition for the token families and the exporter's own metrics.
+pub fn render(inner: &Inner, now: f64) -> String {
+    let mut out = Out::plain(512 + inner.tokens.len() * 1000);
+    render_into(&mut out, inner, now);
+    out.into_text()
+}
+
+/// The same exposition, gzipped while it is written, with `extra` appended (process
+/// metrics).
+pub fn render_gzip(inner: &Inner, now: f64, extra: impl FnOnce(&mut String)) -> Bytes {
+    let mut out = Out::gzip();
+    render_into(&mut out, inner, now);
+    extra(&mut out);
+    out.finish_gzip()
+}
+
+fn render_into(out: &mut Out, inner: &Inner, now: f64) {
+    let conclusive = |e: &TokenEntry| e.status.conclusive;
+    gauge_family(out, inner, &VALID, |e| {
+        conclusive(e).map(|c| bool_value(c.valid))
+    });
+    gauge_family(out, inner, &ANONYMOUS, |e| {
+        conclusive(e).map(|c| bool_value(c.anonymous_fallback))
+    });
+    gauge_family(out, inner, &MISMATCH, |e| {
+        conclusive(e).map(|c| bool_value(c.identity_mismatch))
+    });
+    gauge_family(out, inner, &EXPIRY, |e| e.expiry().0.map(|t| t as f64));
+    gauge_family(out, inner, &DAYS, |e| {
+        e.expiry()
+            .0
+            .map(|t| ((t as f64 - now) / 86_400.0 * 1000.0).round() / 1000.0)
+    });
+    gauge_family(out, inner, &REVOKED, |e| {
+        e.meta.config.revoked_at.map(|t| t as f64)
+    });
+    gauge_family(out, inner, &SUCCESS, |e| {
+        e.status.probe_success.map(bool_value)
+    });
+    gauge_family(out, inner, &LAST_PROBE, |e| e.status.last_probe);
+    gauge_family(out, inner, &LAST_VALID, |e| e.status.last_valid);
+    gauge_family(out, inner, &DURATION, |e| e.status.last_duration);
+    gauge_family(out, inner, &INTERVAL, |e| {
+        Some(
+            e.status
+                .effective_interval
+                .unwrap_or(e.meta.config.probe_interval.as_secs_f64()),
+        )
+    });
+
+    if !inner.tokens.is_empty() {
+        // Only results that happened: five zero-initialised series per token would be a
+        // third of the body at 10,000 tokens; alerts use the gauges, not these counters.
+        header(out, &PROBES);
+        for e in inner.tokens.values() {
+            for kind in OutcomeKind::ALL {
+                let n = e.status.results[kind.index()];
+                if n == 0 {
+                    continue;
+                }
+                out.push_str(PROBES.name);
+                token_labels(out, e);
+                let _ = writeln!(out, ",result=\"{}\"}} {n}", kind.as_str());
+            }
+            out.sample_done();
+        }
+        // Only reasons that happened: initialising 7 reasons x N tokens would dominate the
+        // body; alerts use probe_success, not these counters.
+        let any_errors = inner
+            .tokens
+            .values()
+            .any(|e| e.status.errors.iter().any(|&n| n > 0));
+        if any_errors {
+            header(out, &ERRORS);
+            for e in inner.tokens.values() {
+                for reason in ErrorReason::ALL {
+                    let n = e.status.errors[reason.index()];
+                    if n == 0 {
+                        continue;
+                    }
+                    out.push_str(ERRORS.name);
+                    token_labels(out, e);
+                    let _ = writeln!(out, ",reason=\"{}\"}} {n}", reason.as_str());
+                }
+                out.sample_done();
+            }
+        }
+        header(out, &INFO);
+        for e in inner.tokens.values() {
+            out.push_str(INFO.name);
+            token_labels(out, e);
+            out.push_str(",site=\"");
+            escape_label(e.meta.site(), out);
+            out.push('"');
+            if let Some(id) = &e.status.account_id {
+                out.push_str(",account_id=\"");
+                escape_label(clip(id, MAX_UPSTREAM_LABEL), out);
+                out.push('"');
+            }
+            out.push_str(",expiry_source=\"");
+            out.push_str(e.expiry().1.as_str());
+            out.push('"');
+            for (k, v) in &e.meta.config.labels {
+                let _ = write!(out, ",{k}=\"");
+                escape_label(v, out);
+                out.push('"');
+            }
+            out.push_str("} 1\n");
+            out.sample_done();
+        }
+    }
+
+    org_families(out, inner);
+
+    let x = &inner.exporter;
+    let _ = writeln!(
+        out,
+        "# HELP apitoken_exporter_build_info Build information; always 1\n# TYPE apitoken_exporter_build_info gauge\napitoken_exporter_build_info{{version=\"{VERSION}\",revision=\"{REVISION}\"}} 1"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP apitoken_exporter_config_last_reload_successful 1 if the last config (re)load succeeded\n# TYPE apitoken_exporter_config_last_reload_successful gauge\napitoken_exporter_config_last_reload_successful {}",
+        u8::from(x.last_reload_successful)
+    );
+    if let Some(t) = x.last_reload_success {
+        out.push_str("# HELP apitoken_exporter_config_last_reload_success_timestamp_seconds Unix time of the last successful config (re)load\n# TYPE apitoken_exporter_config_last_reload_success_timestamp_seconds gauge\napitoken_exporter_config_last_reload_success_timestamp_seconds ");
+        push_value(out, t.floor());
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "# HELP apitoken_exporter_tokens Number of configured tokens (not counting the implicit {{org}}-admin-key tokens)\n# TYPE apitoken_exporter_tokens gauge\napitoken_exporter_tokens {}",
+        inner.tokens.values().filter(|e| !e.meta.implicit).count()
+    );
+}
+
+/// Writes `{name}{org="…"` plus `labels` and the value (label values escaped).
+fn org_sample(out: &mut String, f: &Family, org: &str, labels: &[(&str, &str)], v: f64) {
+    out.push_str(f.name);
+    out.push_str("{org=\"");
+    escape_label(org, out);
+    out.push('"');
+    for (k, val) in labels {
+        let _ = write!(out, ",{k}=\"");
+        escape_label(val, out);
+        out.push('"');
+    }
+    out.push_str("} ");
+    push_value(out, v);
+    out.push('\n');
+}
+
+/// The organization inventory families. Entries come from the last *complete* listing.
+fn org_families(out: &mut Out, inner: &Inner) {
+    let listed = || {
+        inner
+            .orgs
+            .iter()
+            .filter_map(|(name, o)| o.inventory.as_ref().map(|inv| (name.as_str(), inv)))
+    };
+    type TokenTime = fn(&ListedToken) -> Option<i64>;
+    let token_families: [(&Family, TokenTime); 2] = [
+        (&ORG_TOKEN_EXPIRY, |t| t.expires_at),
+        (&ORG_TOKEN_LAST_ACTIVE, |t| t.last_active_at),
+    ];
+    for (f, value) in token_families {
+        let mut wrote_header = false;
+        for (org, inv) in listed() {
+            for t in inv.tokens.values() {
+                let Some(v) = value(t) else { continue };
+                if !std::mem::replace(&mut wrote_header, true) {
+                    header(out, f);
+                }
+                let labels = [
+                    ("token_id", t.id.as_str()),
+                    ("token_label", t.label.as_str()),
+                    ("account_id", t.account_id.as_deref().unwrap_or("")),
+                    ("status", t.status.as_str()),
+                ];
+                org_sample(out, f, org, &labels, v as f64);
+                out.sample_done();
+            }
+        }
+    }
+    let mut wrote_header = false;
+    for (org, inv) in listed() {
+        for k in inv.api_keys.values() {
+            let Some(v) = k.expires_at else { continue };
+            if !std::mem::replace(&mut wrote_header, true) {
+                header(out, &ORG_KEY_EXPIRY);
+            }
+            let labels = [("key_id", k.id.as_str()), ("key_label", k.label.as_str())];
+            org_sample(out, &ORG_KEY_EXPIRY, org, &labels, v as f64);
+            out.sample_done();
+        }
+    }
+    let done: Vec<(&str, bool)> = inner
+        .orgs
+        .iter()
+        .filter_map(|(name, o)| o.success.map(|ok| (name.as_str(), ok)))
+        .collect();
+    if !done.is_empty() {
+        header(out, &ORG_SUCCESS);
+        for (org, ok) in done {
+            org_sample(out, &ORG_SUCCESS, org, &[], bool_value(ok));
+        }
+    }
+    if inner.orgs.values().any(|o| o.last_success.is_some()) {
+        header(out, &ORG_LAST_SUCCESS);
+        for (org, o) in &inner.orgs {
+            if let Some(t) = o.last_success {
+                org_sample(out, &ORG_LAST_SUCCESS, org, &[], t.floor());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    use super::super::test_support::{probed, store_with};
+    use super::super::Rendered;
+    use crate::probe::Outcome;
+    use crate::state::{Store, TokenMeta};
+
+    #[test]
+    fn unknown_expiry_and_unprobed_tokens_have_no_series() {
+        let store = store_with("t", &[], None);
+        let text = render(&store.read(), 1_000.0);
+        for absent in [
+            "apitoken_valid",
+            "apitoken_expiry_timestamp_seconds",
+            "apitoken_days_until_expiry",
+            "apitoken_probe_success",
+            "apitoken_probe_errors_total",
+        ] {
+            assert!(!text.contains(absent), "{absent} present:\n{text}");
+        }
+        // counters appear with the first probe of each result, not zero-initialised
+        assert!(!text.contains("apitoken_probes_total{"), "{text}");
+        assert!(text.contains("expiry_source=\"config\""));
+    }
+
+    #[test]
+    fn days_until_expiry_is_computed_at_render_time() {
+        let store = store_with("t", &[("team", "a\"b")], Some(864_000));
+        let text = render(&store.read(), 0.0);
+        assert!(
+            text.contains("apitoken_days_until_expiry{token=\"t\",provider=\"jira\"} 10\n"),
+            "{text}"
+        );
+        let text = render(&store.read(), 864_000.0 + 43_200.0);
+        assert!(
+            text.contains("apitoken_days_until_expiry{token=\"t\",provider=\"jira\"} -0.5\n"),
+            "{text}"
+        );
+        assert!(text.contains("team=\"a\\\"b\""), "{text}");
+    }
+
+    #[test]
+    fn conclusive_outcomes_set_the_three_gauges() {
+        let store = store_with("t", &[], None);
+        let g = store.read().tokens["t"].generation;
+        store.record(
+            "t",
+            g,
+            &probed(Outcome::Anonymous { detail: "x".into() }),
+            Duration::ZERO,
+        );
+        let text = render(&store.read(), 0.0);
+        assert!(text.contains("apitoken_valid{token=\"t\",provider=\"jira\"} 0\n"));
+        assert!(text.contains("apitoken_anonymous_fallback{token=\"t\",provider=\"jira\"} 1\n"));
+        assert!(text.contains("apitoken_identity_mismatch{token=\"t\",provider=\"jira\"} 0\n"));
+        assert!(text.contains("result=\"anonymous\"} 1\n"));
+    }
+
+    #[test]
+    fn org_inventory_families() {
+        use crate::providers::atlassian::inventory::{Inventory, ListedKey};
+        let store = Store::new();
+        let g = store.set_orgs(&["acme".into(), "later".into()], &|_| false);
+        let token = |id: &str, label: &str, expires_at| ListedToken {
+            id: id.into(),
+            label: label.into(),
+            status: "ALLOWED".into(),
+            account_id: Some("acc-1".into()),
+            created_at: Some(1),
+            expires_at,
+            last_active_at: Some(500),
+        };
+        let inv = Inventory {
+            tokens: [
+                ("t1".to_string(), token("t1", "ci \"bot\"\n", Some(1_000))),
+                ("t2".to_string(), token("t2", "no expiry", None)),
+            ]
+            .into(),
+            api_keys: [(
+                "k1".to_string(),
+                ListedKey {
+                    id: "k1".into(),
+                    label: "ops".into(),
+                    created_at: None,
+                    expires_at: Some(2_000),
+                },
+            )]
+            .into(),
+            pages: 2,
+        };
+        store.record_inventory("acme", g["acme"], Ok(inv));
+        let text = render(&store.read(), 0.0);
+        assert!(text.contains("# HELP apitoken_org_token_expiry_timestamp_seconds "));
+        assert!(text.contains(
+            "apitoken_org_token_expiry_timestamp_seconds{org=\"acme\",token_id=\"t1\",token_label=\"ci \\\"bot\\\"\\n\",account_id=\"acc-1\",status=\"ALLOWED\"} 1000\n"
+        ), "{text}");
+        assert!(!text
+            .contains("apitoken_org_token_expiry_timestamp_seconds{org=\"acme\",token_id=\"t2\""));
+        assert!(text.contains("apitoken_org_token_last_active_timestamp_seconds{org=\"acme\",token_id=\"t2\",token_label=\"no expiry\",account_id=\"acc-1\",status=\"ALLOWED\"} 500\n"));
+        assert!(text.contains(
+            "apitoken_org_api_key_expiry_timestamp_seconds{org=\"acme\",key_id=\"k1\",key_label=\"ops\"} 2000\n"
+        ));
+        assert!(text.contains("apitoken_org_inventory_success{org=\"acme\"} 1\n"));
+        assert!(
+            text.contains("apitoken_org_inventory_last_success_timestamp_seconds{org=\"acme\"} ")
+        );
+        // An organization whose first run has not finished has no series yet.
+        assert!(!text.contains("org=\"later\""), "{text}");
+        assert_eq!(text.matches("# TYPE apitoken_org_").count(), 5);
+    }
+
+    #[test]
+    fn streamed_gzip_body_equals_the_plain_rendering() {
+        // Enough tokens for many 64 KiB chunks, with probe results in every family.
+        let store = store_with("base", &[("team", "platform")], None);
+        let base = store.read().tokens["base"].meta.config.clone();
+        let metas = (0..2000)
+            .map(|i| {
+                let mut c = (*base).clone();
+                c.name = format!("tok-{i}");
+                c.expires_at = Some(1_900_000_000 + i);
+                TokenMeta::new(std::sync::Arc::new(c))
+            })
+            .collect();
+        let generations = store.set_tokens(metas, &|_| true);
+        for (name, gen) in &generations {
+            let outcome = probed(Outcome::Valid {
+                account_id: Some(format!("acc-{name}")),
+            });
+            store.record(name, *gen, &outcome, Duration::from_millis(12));
+        }
+        let inner = store.read();
+        let plain = render(&inner, 1_800_000_000.0);
+        assert!(plain.len() > 20 * Out::CHUNK, "{} bytes", plain.len());
+        let gz = render_gzip(&inner, 1_800_000_000.0, |out| out.push_str("# tail\n"));
+        // Decompressed in one go, independently of the server's chunked path.
+        let mut unzipped = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut unzipped)
+            .expect("valid gzip");
+        assert_eq!(
+            String::from_utf8_lossy(&unzipped),
+            format!("{plain}# tail\n")
+        );
+        // What a client without gzip receives: the same bytes, in chunks of at most 64 KiB.
+        let mut streamed = Vec::new();
+        let mut chunks = 0;
+        for chunk in rendered_chunks(&gz) {
+            let chunk = chunk.expect("chunk decompresses");
+            assert!(!chunk.is_empty() && chunk.len() <= 64 * 1024);
+            streamed.extend_from_slice(&chunk);
+            chunks += 1;
+        }
+        assert_eq!(streamed, unzipped);
+        assert!(chunks > 20, "{chunks} chunks");
+    }
+
+    fn rendered_chunks(gzip: &Bytes) -> impl Iterator<Item = Result<Bytes, std::io::Error>> {
+        Rendered::from_gzip(gzip.clone()).plain_chunks()
+    }
+}

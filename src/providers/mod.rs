@@ -1,0 +1,313 @@
+//! Providers as registered units. Each provider is one module that declares, in one
+//! [`ProviderSpec`], everything the rest of the exporter needs to know about it: its kind
+//! name (the `provider:` config value and metric label), its default site, the auth kinds
+//! it accepts, the identity its probe can check, the prefixes its secrets start with (for
+//! redaction) and which organization inventory list can link to it, plus its probe.
+//!
+//! Config validation, linking and redaction ask the spec, never a `match` on the kind.
+//! Adding a vendor is one module with a `SPEC`, one line in [`REGISTRY`], its simulator
+//! module and docs (docs/architecture.md "Adding a provider").
+//!
+//! Providers do no bookkeeping and no scheduling: a probe turns the vendor's answers into
+//! a [`Verdict`] (plus the [`Facts`] the vendor reported), and [`probe`] applies the
+//! vendor-neutral identity check to produce the [`Outcome`].
+
+pub mod atlassian;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Deserializer};
+use url::Url;
+
+use crate::probe::{ErrorReason, Expected, Facts, Outcome, ProbeError, Verdict};
+use crate::secret::Secret;
+use crate::upstream::{Auth, HttpClient, Response};
+
+/// Every provider the exporter knows, one line each.
+pub static REGISTRY: &[&ProviderSpec] = &[
+    &atlassian::jira::SPEC,
+    &atlassian::confluence::SPEC,
+    &atlassian::bitbucket::SPEC,
+    &atlassian::admin_key::SPEC,
+];
+
+/// How a provider's requests authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthKind {
+    /// HTTP basic auth: the configured `email` (or user name) and the secret.
+    Basic,
+    /// `Authorization: Bearer <secret>`.
+    Bearer,
+}
+
+impl AuthKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthKind::Basic => "basic",
+            AuthKind::Bearer => "bearer",
+        }
+    }
+}
+
+/// What identity a provider's probe learns, and so what the config may ask it to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdentityCheck {
+    /// The probe returns an account id (`expected_account_id` can be checked; the id
+    /// feeds the `account_id` label).
+    pub account_id: bool,
+    /// The probe may return the account's e-mail address (compared with `email`).
+    pub email: bool,
+}
+
+/// Which organization inventory list a configured token of this provider is linked to by
+/// its `org_token_id` (README "Organization inventory").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InventoryLink {
+    /// A user API token (`…/api-tokens`).
+    ApiToken,
+    /// An organization admin API key (`…/api-keys`).
+    ApiKey,
+}
+
+/// The future a provider's probe returns. Boxed: the request future is large, and an
+/// unboxed one would be part of every idle token task's state.
+pub type ProbeFuture<'c> = Pin<Box<dyn Future<Output = Result<Verdict, ProbeError>> + Send + 'c>>;
+
+/// Everything one provider declares about itself.
+pub struct ProviderSpec {
+    /// The `provider:` value in the config and the `provider` metric label.
+    pub name: &'static str,
+    /// Used when a token has no `site`; `None` makes `site` required.
+    pub default_site: Option<&'static str>,
+    /// The auth kinds it accepts; the first is the default.
+    pub auth: &'static [AuthKind],
+    pub identity: IdentityCheck,
+    /// How its secrets start: a value with one of these prefixes written where a variable
+    /// name or path belongs is never echoed in an error.
+    pub secret_prefixes: &'static [&'static str],
+    /// The inventory list its tokens link to, if any.
+    pub inventory_link: Option<InventoryLink>,
+    /// One probe of one credential; the caller applies the probe timeout around it.
+    pub probe: for<'c, 't> fn(&'c mut ProbeCtx<'t>) -> ProbeFuture<'c>,
+}
+
+/// A provider, by its registered spec. Cheap to copy and compare.
+#[derive(Clone, Copy)]
+pub struct Provider(&'static ProviderSpec);
+
+impl Provider {
+    /// The registered provider of that kind name.
+    pub fn by_name(name: &str) -> Option<Provider> {
+        REGISTRY
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| Provider(s))
+    }
+
+    pub fn spec(self) -> &'static ProviderSpec {
+        self.0
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.0.name
+    }
+
+    pub fn default_site(self) -> Option<&'static str> {
+        self.0.default_site
+    }
+
+    /// The auth kind used when the config names none.
+    pub fn default_auth(self) -> AuthKind {
+        self.0.auth.first().copied().unwrap_or(AuthKind::Bearer)
+    }
+
+    /// The registered kind names, in registry order (for error messages).
+    pub fn names() -> &'static [&'static str] {
+        static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
+        NAMES.get_or_init(|| REGISTRY.iter().map(|s| s.name).collect())
+    }
+
+    /// Every secret prefix any provider declares.
+    pub fn all_secret_prefixes() -> impl Iterator<Item = &'static str> {
+        REGISTRY
+            .iter()
+            .flat_map(|s| s.secret_prefixes.iter().copied())
+    }
+}
+
+impl PartialEq for Provider {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.0, other.0)
+    }
+}
+
+impl Eq for Provider {}
+
+impl std::hash::Hash for Provider {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.name.hash(state);
+    }
+}
+
+impl fmt::Debug for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.name)
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.name)
+    }
+}
+
+impl<'de> Deserialize<'de> for Provider {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Provider::by_name(&s)
+            .ok_or_else(|| serde::de::Error::unknown_variant(&s, Provider::names()))
+    }
+}
+
+/// Everything a probe needs about the credential.
+pub struct ProbeTarget<'a> {
+    pub provider: Provider,
+    pub site: &'a Url,
+    pub auth: AuthKind,
+    pub email: Option<&'a str>,
+    pub expected_account_id: Option<&'a str>,
+    pub secret: &'a Secret,
+}
+
+impl ProbeTarget<'_> {
+    fn wire_auth(&self) -> Auth<'_> {
+        match (self.auth, self.email) {
+            (AuthKind::Basic, Some(user)) => Auth::Basic {
+                user,
+                secret: self.secret,
+            },
+            _ => Auth::Bearer(self.secret),
+        }
+    }
+
+    /// `{site}{path}`: the site may carry a path prefix (the API gateway form
+    /// `https://api.atlassian.com/ex/jira/{cloudId}`), so paths are appended, not joined.
+    fn url(&self, path_and_query: &str) -> Result<Url, ProbeError> {
+        let base = self.site.as_str().trim_end_matches('/');
+        Url::parse(&format!("{base}{path_and_query}")).map_err(|e| {
+            ProbeError::new(
+                ErrorReason::BadResponse,
+                format!("cannot build probe URL: {e}"),
+            )
+        })
+    }
+}
+
+/// What a provider's probe works with: the shared client, the credential, and the facts
+/// the vendor reports along the way.
+pub struct ProbeCtx<'t> {
+    client: &'t HttpClient,
+    pub target: &'t ProbeTarget<'t>,
+    pub facts: Facts,
+}
+
+impl ProbeCtx<'_> {
+    /// GET `{site}{path}` with the credential. 3xx, 429 and 5xx are already errors.
+    pub async fn get(&self, path: &str) -> Result<Response, ProbeError> {
+        self.client
+            .get(self.target.url(path)?, self.target.wire_auth())
+            .await
+    }
+}
+
+/// One probe's result: the outcome and what the vendor reported about the credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probed {
+    pub outcome: Outcome,
+    pub facts: Facts,
+}
+
+impl From<Outcome> for Probed {
+    /// A result the exporter reached without the vendor's help (timeout, no credential).
+    fn from(outcome: Outcome) -> Self {
+        Probed {
+            outcome,
+            facts: Facts::default(),
+        }
+    }
+}
+
+/// Probes one credential once. The caller applies the probe timeout around this.
+pub async fn probe(client: &HttpClient, target: &ProbeTarget<'_>) -> Probed {
+    let mut cx = ProbeCtx {
+        client,
+        target,
+        facts: Facts::default(),
+    };
+    let verdict = (target.provider.spec().probe)(&mut cx).await;
+    let expected = Expected {
+        account_id: target.expected_account_id,
+        email: target.email,
+    };
+    Probed {
+        outcome: match verdict {
+            Ok(v) => v.judge(expected),
+            Err(e) => Outcome::Error(e),
+        },
+        facts: cx.facts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_registered_provider_is_found_by_its_unique_name() {
+        let mut seen = std::collections::HashSet::new();
+        for spec in REGISTRY {
+            assert!(seen.insert(spec.name), "{} registered twice", spec.name);
+            let p = Provider::by_name(spec.name).unwrap();
+            assert!(std::ptr::eq(p.spec(), *spec));
+            assert!(!spec.auth.is_empty(), "{} accepts no auth kind", spec.name);
+        }
+        assert!(Provider::by_name("gitlab-ce").is_none());
+        assert_eq!(Provider::names().len(), REGISTRY.len());
+    }
+
+    #[test]
+    fn unknown_provider_names_the_known_ones() {
+        #[derive(Debug, Deserialize)]
+        struct T {
+            #[allow(dead_code)]
+            provider: Provider,
+        }
+        let e = serde_yaml::from_str::<T>("provider: nope").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("unknown variant `nope`"), "{msg}");
+        for name in Provider::names() {
+            assert!(msg.contains(name), "{msg}");
+        }
+    }
+
+    #[test]
+    fn probe_url_keeps_the_site_path_prefix() {
+        let site = Url::parse("https://api.atlassian.com/ex/jira/abc-123").unwrap();
+        let s = Secret::new("s");
+        let t = ProbeTarget {
+            provider: atlassian::jira::PROVIDER,
+            site: &site,
+            auth: AuthKind::Basic,
+            email: Some("e"),
+            expected_account_id: None,
+            secret: &s,
+        };
+        assert_eq!(
+            t.url("/rest/api/3/myself").unwrap().as_str(),
+            "https://api.atlassian.com/ex/jira/abc-123/rest/api/3/myself"
+        );
+    }
+}
