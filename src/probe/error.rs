@@ -16,10 +16,13 @@ pub enum ErrorReason {
     Http5xx,
     BadResponse,
     CredentialUnavailable,
+    /// HTTP 403: the vendor recognised the credential but refused this call (a missing
+    /// scope, an IP allowlist, a suspended product access). Not a dead token.
+    Forbidden,
 }
 
 impl ErrorReason {
-    pub const ALL: [ErrorReason; 7] = [
+    pub const ALL: [ErrorReason; 8] = [
         ErrorReason::Timeout,
         ErrorReason::Connect,
         ErrorReason::Tls,
@@ -27,6 +30,7 @@ impl ErrorReason {
         ErrorReason::Http5xx,
         ErrorReason::BadResponse,
         ErrorReason::CredentialUnavailable,
+        ErrorReason::Forbidden,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -38,6 +42,7 @@ impl ErrorReason {
             ErrorReason::Http5xx => "http_5xx",
             ErrorReason::BadResponse => "bad_response",
             ErrorReason::CredentialUnavailable => "credential_unavailable",
+            ErrorReason::Forbidden => "forbidden",
         }
     }
 

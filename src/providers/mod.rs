@@ -311,3 +311,69 @@ mod tests {
         );
     }
 }
+
+/// A stand-in vendor for the providers' unit tests: every request is answered by a
+/// closure of the path (with query) and the request's headers, on 127.0.0.1.
+#[cfg(test)]
+pub(crate) mod stub {
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Body;
+    use axum::http::{HeaderMap, Request, Response, StatusCode};
+
+    use super::*;
+
+    pub type Reply = (u16, Vec<(&'static str, String)>, String);
+
+    /// A reply: status, headers, body.
+    pub fn reply(status: u16, headers: &[(&'static str, &str)], body: &str) -> Reply {
+        let headers = headers.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        (status, headers, body.to_string())
+    }
+
+    /// Serves `answer` and returns its base URL and the paths requested, in order.
+    pub async fn serve(
+        answer: impl Fn(&str, &HeaderMap) -> Reply + Send + Sync + 'static,
+    ) -> (Url, Arc<Mutex<Vec<String>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let answer = Arc::new(answer);
+        let app = axum::Router::new().fallback(move |req: Request<Body>| {
+            let (answer, log) = (answer.clone(), log.clone());
+            async move {
+                let path = req
+                    .uri()
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_string();
+                log.lock().unwrap().push(path.clone());
+                let (status, headers, body) = answer(&path, req.headers());
+                let mut resp = Response::new(Body::from(body));
+                *resp.status_mut() = StatusCode::from_u16(status).unwrap();
+                for (k, v) in headers {
+                    resp.headers_mut().insert(k, v.parse().unwrap());
+                }
+                resp
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, seen)
+    }
+
+    /// One probe of `provider` against `site` with basic auth `e@x` (or Bearer).
+    pub async fn probe_once(provider: Provider, site: &Url) -> Probed {
+        let client = HttpClient::new().unwrap();
+        let secret = Secret::new("ATATT3xSTUBSECRET");
+        let target = ProbeTarget {
+            provider,
+            site,
+            auth: provider.default_auth(),
+            email: Some("e@x"),
+            expected_account_id: None,
+            secret: &secret,
+        };
+        probe(&client, &target).await
+    }
+}

@@ -24,12 +24,15 @@ pub const PROVIDER: Provider = Provider(&SPEC);
 
 pub const ORGS: &str = "/admin/v1/orgs";
 
+/// What `/admin/v1/orgs` needs of a scoped admin key.
+const NEEDS: &str = "the read:orgs:admin scope";
+
 fn probe<'c>(cx: &'c mut ProbeCtx<'_>) -> ProbeFuture<'c> {
     Box::pin(check(cx))
 }
 
 async fn check(cx: &ProbeCtx<'_>) -> Result<Verdict, ProbeError> {
-    let json = match get_json(cx, ORGS).await? {
+    let json = match get_json(cx, ORGS, NEEDS).await? {
         Answer::Refused(status) => return Ok(Verdict::Rejected(status)),
         Answer::Json(json) => json,
     };

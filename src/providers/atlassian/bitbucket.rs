@@ -1,11 +1,13 @@
 //! Bitbucket Cloud. `/2.0/user` answers 401 for bad credentials; no anonymous fallback has
 //! been reported, but a 200 without any account id is still treated as anonymous.
 
-use super::{get_json, str_field, Answer, SECRET_PREFIXES};
-use crate::probe::{ProbeError, Verdict};
+use super::{credential_refused, sort, str_field, SECRET_PREFIXES};
+use crate::probe::{Facts, ProbeError, Verdict};
 use crate::providers::{
     AuthKind, IdentityCheck, InventoryLink, ProbeCtx, ProbeFuture, Provider, ProviderSpec,
 };
+use crate::upstream::Response;
+use crate::util::{clip, MAX_UPSTREAM_LABEL};
 
 pub static SPEC: ProviderSpec = ProviderSpec {
     name: "bitbucket",
@@ -24,15 +26,23 @@ pub const PROVIDER: Provider = Provider(&SPEC);
 
 pub const USER: &str = "/2.0/user";
 
+/// What `/2.0/user` needs of an API token.
+const NEEDS: &str = "the read:user:bitbucket scope";
+
 fn probe<'c>(cx: &'c mut ProbeCtx<'_>) -> ProbeFuture<'c> {
     Box::pin(check(cx))
 }
 
-async fn check(cx: &ProbeCtx<'_>) -> Result<Verdict, ProbeError> {
-    let json = match get_json(cx, USER).await? {
-        Answer::Refused(status) => return Ok(Verdict::Rejected(status)),
-        Answer::Json(json) => json,
-    };
+async fn check(cx: &mut ProbeCtx<'_>) -> Result<Verdict, ProbeError> {
+    let resp = cx.get(USER).await?;
+    // Bitbucket names the credential's kind and scopes on every answer, a 403 included:
+    // an API token without `read:user:bitbucket` still shows what it may do.
+    read_credential_headers(&resp, &mut cx.facts);
+    sort(&resp, USER, NEEDS)?;
+    if credential_refused(&resp) {
+        return Ok(Verdict::Rejected(resp.status.as_u16()));
+    }
+    let json = resp.json()?;
     // `account_id` is the Atlassian account; `uuid` the Bitbucket one (older accounts).
     match str_field(&json, "account_id").or_else(|| str_field(&json, "uuid")) {
         Some(id) => Ok(Verdict::Authenticated {
@@ -43,5 +53,49 @@ async fn check(cx: &ProbeCtx<'_>) -> Result<Verdict, ProbeError> {
         None => Ok(Verdict::Anonymous(
             "/2.0/user answered 200 without uuid or account_id".into(),
         )),
+    }
+}
+
+/// `x-credential-type` (`api_token`, `repo_access_token`, …) and `x-oauth-scopes`
+/// (comma-separated), each clipped: they become label values.
+fn read_credential_headers(resp: &Response, facts: &mut Facts) {
+    if let Some(kind) = resp.header("x-credential-type").map(str::trim) {
+        if !kind.is_empty() {
+            facts.credential_type = Some(clip(kind, MAX_UPSTREAM_LABEL).to_string());
+        }
+    }
+    if let Some(scopes) = resp.header("x-oauth-scopes") {
+        facts.scopes = Some(split_scopes(scopes));
+    }
+}
+
+/// A comma-separated scope list, trimmed, without empties or duplicates, each clipped, at
+/// most 100 (a broken server must not blow up the series).
+pub(crate) fn split_scopes(list: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in list
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let s = clip(s, MAX_UPSTREAM_LABEL).to_string();
+        if !out.contains(&s) && out.len() < 100 {
+            out.push(s);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_are_split_trimmed_and_deduplicated() {
+        assert_eq!(
+            split_scopes(" repository, account ,repository,,pullrequest:write"),
+            ["repository", "account", "pullrequest:write"]
+        );
+        assert!(split_scopes("").is_empty());
     }
 }

@@ -24,12 +24,15 @@ pub const PROVIDER: Provider = Provider(&SPEC);
 
 pub const CURRENT_USER: &str = "/wiki/rest/api/user/current";
 
+/// What `/user/current` needs of a scoped token.
+const NEEDS: &str = "the read:confluence-user scope and the 'Can use' Confluence permission";
+
 fn probe<'c>(cx: &'c mut ProbeCtx<'_>) -> ProbeFuture<'c> {
     Box::pin(check(cx))
 }
 
 async fn check(cx: &ProbeCtx<'_>) -> Result<Verdict, ProbeError> {
-    let json = match get_json(cx, CURRENT_USER).await? {
+    let json = match get_json(cx, CURRENT_USER, NEEDS).await? {
         Answer::Refused(status) => return Ok(Verdict::Rejected(status)),
         Answer::Json(json) => json,
     };

@@ -3,12 +3,11 @@
 //! which is what integrations actually hit. We confirm the fallback with a side probe on
 //! `/project/search` so the metric says "anonymous fallback", not just "rejected".
 
-use super::{is_rejection, str_field, unexpected_status, SECRET_PREFIXES};
-use crate::probe::{ProbeError, Verdict};
+use super::{login_failed, sort, str_field, SECRET_PREFIXES};
+use crate::probe::{ErrorReason, ProbeError, Verdict};
 use crate::providers::{
     AuthKind, IdentityCheck, InventoryLink, ProbeCtx, ProbeFuture, Provider, ProviderSpec,
 };
-use crate::upstream::Response;
 
 pub static SPEC: ProviderSpec = ProviderSpec {
     name: "jira",
@@ -28,14 +27,9 @@ pub const PROVIDER: Provider = Provider(&SPEC);
 pub const MYSELF: &str = "/rest/api/3/myself";
 pub const ANONYMOUS_CAPABLE: &str = "/rest/api/3/project/search?maxResults=1";
 
-/// `X-Seraph-LoginReason` values that mean the credentials were not accepted, whatever the
-/// status code says.
-fn login_failed(resp: &Response) -> bool {
-    resp.header("x-seraph-loginreason").is_some_and(|v| {
-        v.split(',')
-            .any(|p| matches!(p.trim(), "AUTHENTICATED_FAILED" | "AUTHENTICATION_DENIED"))
-    })
-}
+/// What `/myself` needs of a scoped token (classic: `read:jira-user`; granular:
+/// `read:user:jira`).
+const MYSELF_NEEDS: &str = "the read:jira-user (or read:user:jira) scope";
 
 fn probe<'c>(cx: &'c mut ProbeCtx<'_>) -> ProbeFuture<'c> {
     Box::pin(check(cx))
@@ -53,24 +47,116 @@ async fn check(cx: &ProbeCtx<'_>) -> Result<Verdict, ProbeError> {
             None => Verdict::Anonymous("/myself answered 200 without an accountId".into()),
         });
     }
-    if !(is_rejection(&myself) || login_failed(&myself)) {
-        return Err(unexpected_status(&myself));
+    // A plain 403 is `forbidden` and runs no side probe; other statuses are unexpected.
+    sort(&myself, MYSELF, MYSELF_NEEDS)?;
+    let refused = myself.status.as_u16();
+
+    // /myself refused the credential. Does the site serve it as anonymous instead? The
+    // side probe's answer decides; when it fails, the probe fails with its reason (and
+    // its Retry-After): a dead token on an anonymous site must never alternate between
+    // "anonymous" and "rejected" because the side probe was rate-limited.
+    let side = cx.get(ANONYMOUS_CAPABLE).await?;
+    let status = side.status.as_u16();
+    if side.status.is_success() {
+        if login_failed(&side) || side.header("x-aaccountid").is_none() {
+            return Ok(Verdict::Anonymous(format!(
+                "/myself answered {refused} but /project/search served the credential as anonymous"
+            )));
+        }
+        return Err(ProbeError::new(
+            ErrorReason::BadResponse,
+            format!(
+                "/myself answered {refused} but /project/search authenticated the same credential"
+            ),
+        ));
+    }
+    if matches!(status, 401 | 403) {
+        return Ok(Verdict::Rejected(refused));
+    }
+    Err(ProbeError::new(
+        ErrorReason::BadResponse,
+        format!(
+            "/myself answered {refused}; the anonymous side probe got unexpected HTTP {status}"
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::Outcome;
+    use crate::providers::stub::{probe_once, reply, serve};
+
+    const FAILED: (&str, &str) = ("x-seraph-loginreason", "AUTHENTICATED_FAILED");
+
+    /// /myself refuses with `myself`; the side probe answers `side`.
+    async fn dead_token(
+        myself: u16,
+        side: crate::providers::stub::Reply,
+    ) -> (crate::providers::Probed, Vec<String>) {
+        let (site, seen) = serve(move |path, _| {
+            if path.starts_with(MYSELF) {
+                reply(myself, &[FAILED], "{}")
+            } else {
+                side.clone()
+            }
+        })
+        .await;
+        let probed = probe_once(PROVIDER, &site).await;
+        let seen = seen.lock().unwrap().clone();
+        (probed, seen)
     }
 
-    // /myself refused the credential. Does the site serve it as anonymous instead?
-    let side = cx.get(ANONYMOUS_CAPABLE).await;
-    match side {
-        Ok(resp)
-            if resp.status.is_success()
-                && (login_failed(&resp) || resp.header("x-aaccountid").is_none()) =>
-        {
-            Ok(Verdict::Anonymous(format!(
-                "/myself answered {} but /project/search served the credential as anonymous",
-                myself.status.as_u16()
-            )))
+    fn reason(p: &crate::providers::Probed) -> Option<ErrorReason> {
+        match &p.outcome {
+            Outcome::Error(e) => Some(e.reason),
+            _ => None,
         }
-        // The side probe is only for telling anonymous from rejected; /myself already
-        // gave an explicit refusal, which stands on its own.
-        _ => Ok(Verdict::Rejected(myself.status.as_u16())),
+    }
+
+    #[tokio::test]
+    async fn the_side_probe_decides_anonymous_or_rejected() {
+        let anonymous = reply(200, &[FAILED], r#"{"values":[]}"#);
+        let (p, seen) = dead_token(401, anonymous).await;
+        assert!(matches!(p.outcome, Outcome::Anonymous { .. }), "{p:?}");
+        assert_eq!(seen, [MYSELF, ANONYMOUS_CAPABLE]);
+        let (p, _) = dead_token(401, reply(401, &[FAILED], "{}")).await;
+        assert_eq!(p.outcome, Outcome::Rejected { status: 401 });
+        let (p, _) = dead_token(401, reply(403, &[], "{}")).await;
+        assert_eq!(p.outcome, Outcome::Rejected { status: 401 });
+    }
+
+    #[tokio::test]
+    async fn a_failing_side_probe_is_an_error_with_its_reason_never_rejected() {
+        let (p, _) = dead_token(401, reply(429, &[("retry-after", "120")], "")).await;
+        let Outcome::Error(e) = &p.outcome else {
+            panic!("a rate-limited side probe must not conclude: {p:?}");
+        };
+        assert_eq!(e.reason, ErrorReason::RateLimited);
+        assert_eq!(e.retry_after, Some(std::time::Duration::from_secs(120)));
+        let (p, _) = dead_token(401, reply(503, &[], "")).await;
+        assert_eq!(reason(&p), Some(ErrorReason::Http5xx), "{p:?}");
+        let (p, _) = dead_token(401, reply(302, &[("location", "/login")], "")).await;
+        assert_eq!(reason(&p), Some(ErrorReason::BadResponse), "{p:?}");
+        let (p, _) = dead_token(401, reply(404, &[], "")).await;
+        assert_eq!(reason(&p), Some(ErrorReason::BadResponse), "{p:?}");
+        // An authenticated side probe contradicts /myself: inconclusive, not rejected.
+        let (p, _) = dead_token(401, reply(200, &[("x-aaccountid", "a1")], "{}")).await;
+        assert_eq!(reason(&p), Some(ErrorReason::BadResponse), "{p:?}");
+    }
+
+    #[tokio::test]
+    async fn a_plain_403_on_myself_is_forbidden_and_runs_no_side_probe() {
+        let (site, seen) = serve(|_, _| reply(403, &[], r#"{"errorMessages":["no"]}"#)).await;
+        let p = probe_once(PROVIDER, &site).await;
+        let Outcome::Error(e) = &p.outcome else {
+            panic!("403 must be inconclusive: {p:?}");
+        };
+        assert_eq!(e.reason, ErrorReason::Forbidden);
+        assert!(e.detail.contains("read:jira-user"), "{}", e.detail);
+        assert_eq!(seen.lock().unwrap().as_slice(), [MYSELF]);
+        // A 403 with a Seraph login failure is a refusal of the credential.
+        let (p, _) = dead_token(403, reply(401, &[], "{}")).await;
+        assert_eq!(p.outcome, Outcome::Rejected { status: 403 });
     }
 }
