@@ -11,12 +11,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use apitoken_sim::{Behaviour, Credential, OrgApiKey, OrgToken, RunningSimulator, Simulator};
 use url::Url;
 
 use crate::config::{Config, ExpirySource, Global, OrgConfig, TokenConfig};
 use crate::provider::Provider;
 use crate::secret::{Secret, SecretSource};
-use crate::simulator::{Behaviour, Credential, OrgApiKey, OrgToken, RunningSimulator, Simulator};
 use crate::state::unix_now;
 
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(15);

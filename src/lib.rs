@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod http;
 pub mod inventory;
@@ -17,6 +18,5 @@ pub mod scheduler;
 pub mod secret;
 pub mod serve;
 pub mod server;
-pub mod simulator;
 pub mod state;
 pub mod webconfig;

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use apitoken_exporter::simulator::Behaviour;
+use apitoken_sim::Behaviour;
 use common::*;
 
 const EMAIL: &str = "svc@acme.example";

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use apitoken_exporter::simulator::{Behaviour, RunningSimulator};
+use apitoken_sim::{Behaviour, RunningSimulator};
 use common::*;
 
 const SECRET: &str = "ATATT3xOUTCOMEtestSECRET0123456789=ABCDEF01";
