@@ -1,8 +1,8 @@
-//! Organization inventory (SPEC §5): every user API token and admin API key an organization
-//! has, listed through the Admin API ("API Access", `read:tokens:admin`) on the
-//! organization's interval, and handed to the [`Store`] only when *every* page of *both*
-//! lists arrived. A failed page never publishes half a list: the last complete inventory
-//! stays and `apitoken_org_inventory_success` turns 0.
+//! Organization inventory (README.md, "Organization inventory"): every user API token and
+//! admin API key an organization has, listed through the Admin API ("API Access",
+//! `read:tokens:admin`) on the organization's interval, and handed to the [`Store`] only
+//! when *every* page of *both* lists arrived. A failed page never publishes half a list:
+//! the last complete inventory stays and `apitoken_org_inventory_success` turns 0.
 //!
 //! What the lists contain is untrusted: ids and labels are clipped, and the owner's name
 //! and e-mail address are never deserialized (the types below have no field for them).

@@ -1,7 +1,8 @@
-//! Broken configurations, one row per rule of SPEC §3 plus hostile inputs (YAML bomb, deep
-//! nesting, oversize, non-UTF-8, a directory). Each must be refused at start-up (exit 1,
-//! quickly, within 1 GiB of address space, the message naming file and field/line) and at
-//! reload (`POST /-/reload` → 500, the running config kept, reload gauge 0).
+//! Broken configurations, one row per rule of the config schema (README.md,
+//! "Configuration") plus hostile inputs (YAML bomb, deep nesting, oversize, non-UTF-8, a
+//! directory). Each must be refused at start-up (exit 1, quickly, within 1 GiB of address
+//! space, the message naming file and field/line) and at reload (`POST /-/reload` → 500,
+//! the running config kept, reload gauge 0).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

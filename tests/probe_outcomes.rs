@@ -1,5 +1,5 @@
-//! One test per probe outcome and error reason (SPEC §4): the real binary probing the
-//! simulator over 127.0.0.1, asserted through /metrics.
+//! One test per probe outcome and error reason (README.md, "How tokens are classified"): the
+//! real binary probing the simulator over 127.0.0.1, asserted through /metrics.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
