@@ -9,14 +9,17 @@
 
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src
+# The whole workspace: the exporter (src/) and the simulator crate (sim/), which the
+# default feature `demo` builds in for the `demo` subcommand.
 COPY . .
 # The cache mounts keep downloaded crates and compiled dependencies between builds, so a
-# change to src/ recompiles only this crate. Sources keep their mtime from the build context,
-# which can be older than the cached artifacts: touching them stops cargo from reusing a
-# stale build of this crate. The binary leaves the cached target/ in the same step.
+# change to src/ or sim/ recompiles only the workspace's crates. Sources keep their mtime
+# from the build context, which can be older than the cached artifacts: touching them stops
+# cargo from reusing a stale build of them. The binary leaves the cached target/ in the
+# same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    find src -name '*.rs' -exec touch {} + \
+    find src sim -name '*.rs' -exec touch {} + \
  && cargo build --release --locked --bin apitoken_exporter \
  && install -D -m 0755 target/release/apitoken_exporter /out/apitoken_exporter
 

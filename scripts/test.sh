@@ -10,11 +10,32 @@ step() { printf '\n==> %s\n' "$*"; }
 step "installing test tools (Debian packages)"
 bash scripts/install-test-deps.sh
 
-step "cargo fmt --check"
-cargo fmt --check
+step "cargo fmt --all --check"
+cargo fmt --all --check
 
-step "cargo clippy --all-targets -- -D warnings"
-cargo clippy --locked --all-targets -- -D warnings
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --locked --workspace --all-targets -- -D warnings
+
+# The simulator (sim/, crate apitoken-sim) reaches the exporter only through the default
+# feature `demo`. Without it the exporter must build, lint clean and not depend on it.
+# Before `cargo build` below: both write target/debug/apitoken_exporter, and the
+# end-to-end suites need the default (demo) build.
+step "without the demo feature: build, clippy, no apitoken-sim in the dependency tree"
+cargo build --locked --no-default-features
+cargo clippy --locked --no-default-features -- -D warnings
+tree_default=$(cargo tree --locked -e normal -p apitoken-exporter)
+tree_no_demo=$(cargo tree --locked --no-default-features -e normal -p apitoken-exporter)
+if ! grep -q 'apitoken-sim v' <<<"$tree_default"; then
+  echo "FAIL: the default build's tree lists no apitoken-sim, so this check proves nothing:" >&2
+  echo "$tree_default" >&2
+  exit 1
+fi
+if grep -q 'apitoken-sim' <<<"$tree_no_demo"; then
+  echo "FAIL: apitoken-exporter built with --no-default-features depends on apitoken-sim:" >&2
+  echo "$tree_no_demo" >&2
+  exit 1
+fi
+echo "ok: --no-default-features builds the exporter without apitoken-sim"
 
 step "dependency hygiene (cargo deny: licenses, bans, sources)"
 bash scripts/deny.sh
@@ -22,8 +43,8 @@ bash scripts/deny.sh
 step "cargo build"
 cargo build --locked
 
-step "cargo test"
-cargo test --locked --no-fail-fast
+step "cargo test --workspace (the exporter and the simulator crate)"
+cargo test --locked --workspace --no-fail-fast
 
 step "alert rules and dashboards (promtool check/test rules, dashboard structure)"
 bash alerts/check.sh

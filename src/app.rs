@@ -384,6 +384,7 @@ fn check_table(rows: &[CheckRow]) -> String {
 }
 
 /// `demo`: the embedded simulator plus the exporter over it, one token in every state.
+#[cfg(feature = "demo")]
 pub async fn run_demo(listen: &str, web: &WebConfig) -> Result<(), String> {
     let listener = bind(listen).await?;
     let (config, _sim) = crate::demo::start().await?;

@@ -11,12 +11,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use apitoken_sim::{Behaviour, Credential, OrgApiKey, OrgToken, RunningSimulator, Simulator};
 use url::Url;
 
 use crate::config::{Config, ExpirySource, Global, OrgConfig, TokenConfig};
 use crate::providers::{atlassian, AuthKind, Provider};
 use crate::secret::{Secret, SecretSource};
-use crate::simulator::{Behaviour, Credential, OrgApiKey, OrgToken, RunningSimulator, Simulator};
 use crate::util::unix_now;
 
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(15);
@@ -300,6 +300,10 @@ pub async fn start() -> Result<(Config, RunningSimulator), String> {
             secret: SecretSource::Static(Secret::new(secret)),
             expires_at,
             expiry_source,
+            created_at: match t.expiry {
+                Expiry::CreatedDaysAgo(d) => Some(now - d * DAY),
+                _ => None,
+            },
             expected_account_id: t.expected_account.map(str::to_string),
             revoked_at: t.revoked_hours_ago.map(|h| now - h * 3600),
             org_token_id: (t.name == LINKED_TOKEN).then(|| LINKED_TOKEN_ID.to_string()),

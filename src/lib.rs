@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod logging;
 pub mod metrics;
@@ -19,7 +20,6 @@ pub mod scheduler;
 pub mod secret;
 pub mod serve;
 pub mod server;
-pub mod simulator;
 pub mod state;
 pub mod upstream;
 pub mod util;

@@ -18,10 +18,9 @@ pub enum LogFormat {
 
 /// Installs the global subscriber. Logs go to stderr.
 pub fn init(level: &str, format: LogFormat) -> Result<(), String> {
-    let filter = EnvFilter::try_new(format!(
-        "warn,apitoken_exporter={level},apitoken_exporter::simulator=warn"
-    ))
-    .map_err(|e| format!("invalid --log.level {level:?}: {e}"))?;
+    // Other crates, the demo's simulator (`apitoken_sim`) among them, log at `warn`.
+    let filter = EnvFilter::try_new(format!("warn,apitoken_exporter={level}"))
+        .map_err(|e| format!("invalid --log.level {level:?}: {e}"))?;
     if !matches!(level, "trace" | "debug" | "info" | "warn" | "error") {
         return Err(format!(
             "invalid --log.level {level:?}: use one of debug, info, warn, error"

@@ -55,6 +55,7 @@ enum Command {
     },
     /// Run an embedded Atlassian simulator and the exporter over it, with one token in
     /// every state.
+    #[cfg(feature = "demo")]
     Demo,
 }
 
@@ -84,6 +85,7 @@ fn main() -> ExitCode {
         };
         match cli.command {
             Some(Command::Check { output }) => Ok(app::run_check(&cli.config_file, output).await),
+            #[cfg(feature = "demo")]
             Some(Command::Demo) => app::run_demo(&cli.listen_address, &web).await.map(|()| 0),
             None => app::run_exporter(app::ExporterOptions {
                 config_file: cli.config_file.clone(),

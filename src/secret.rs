@@ -55,11 +55,13 @@ impl fmt::Display for Secret {
 }
 
 /// Where a credential comes from. Inline secrets in the config file are deliberately not
-/// supported; `Static` exists for the embedded demo only and cannot be written in YAML.
+/// supported; `Static` exists for the embedded demo only (feature `demo`) and cannot be
+/// written in YAML.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SecretSource {
     Env(String),
     File(PathBuf),
+    #[cfg(feature = "demo")]
     Static(Secret),
 }
 
@@ -68,6 +70,7 @@ impl fmt::Display for SecretSource {
         match self {
             SecretSource::Env(name) => write!(f, "environment variable {name}"),
             SecretSource::File(path) => write!(f, "file {}", path.display()),
+            #[cfg(feature = "demo")]
             SecretSource::Static(_) => f.write_str("built-in demo credential"),
         }
     }
@@ -124,6 +127,7 @@ impl SecretReader {
     pub fn read(&self) -> Result<Secret, CredentialError> {
         match &self.source {
             SecretSource::Env(name) => read_env(name),
+            #[cfg(feature = "demo")]
             SecretSource::Static(secret) => Ok(secret.clone()),
             SecretSource::File(path) => self.read_file_cached(path),
         }

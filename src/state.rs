@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::config::{ExpirySource, TokenConfig};
 use crate::probe::{ErrorReason, Facts, Outcome, OutcomeKind};
-use crate::providers::atlassian::inventory::{Inventory, InventoryError};
+use crate::providers::atlassian::inventory::{Inventory, InventoryError, ListedKey, ListedToken};
 use crate::providers::{InventoryLink, Probed, Provider};
 use crate::util::unix_now;
 
@@ -20,9 +20,37 @@ pub struct TokenMeta {
     pub config: Arc<TokenConfig>,
     /// An organization's implicit `{org}-admin-key` token rather than a configured one.
     pub implicit: bool,
-    /// The expiry of the inventory entry this token is linked to (README "Organization
-    /// inventory"), kept current by the [`Store`].
-    pub linked_expiry: Option<i64>,
+    /// The inventory entry this token is linked to (README "Organization inventory"),
+    /// kept current by the [`Store`].
+    pub linked: Option<Linked>,
+}
+
+/// What a linked inventory entry says about a configured token (Unix seconds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Linked {
+    pub expires_at: Option<i64>,
+    pub created_at: Option<i64>,
+    pub last_active_at: Option<i64>,
+}
+
+impl From<&ListedToken> for Linked {
+    fn from(t: &ListedToken) -> Self {
+        Linked {
+            expires_at: t.expires_at,
+            created_at: t.created_at,
+            last_active_at: t.last_active_at,
+        }
+    }
+}
+
+impl From<&ListedKey> for Linked {
+    fn from(k: &ListedKey) -> Self {
+        Linked {
+            expires_at: k.expires_at,
+            created_at: k.created_at,
+            last_active_at: None,
+        }
+    }
 }
 
 impl TokenMeta {
@@ -30,7 +58,7 @@ impl TokenMeta {
         Self {
             config,
             implicit: false,
-            linked_expiry: None,
+            linked: None,
         }
     }
 
@@ -187,10 +215,49 @@ impl TokenEntry {
         if let Some(t) = self.status.facts.as_ref().and_then(|f| f.expires_at) {
             return (Some(t), ExpirySource::Provider);
         }
-        if let Some(t) = self.meta.linked_expiry {
+        if let Some(t) = self.meta.linked.and_then(|l| l.expires_at) {
             return (Some(t), ExpirySource::OrgInventory);
         }
         (self.meta.config.expires_at, self.meta.config.expiry_source)
+    }
+
+    fn facts(&self) -> Option<&Facts> {
+        self.status.facts.as_deref()
+    }
+
+    /// When the token was created, by the same precedence as [`TokenEntry::expiry`].
+    pub fn created_at(&self) -> Option<i64> {
+        self.facts()
+            .and_then(|f| f.created_at)
+            .or(self.meta.linked.and_then(|l| l.created_at))
+            .or(self.meta.config.created_at)
+    }
+
+    /// Expiry − creation in seconds, when both are known (and make sense).
+    pub fn lifetime(&self) -> Option<i64> {
+        let (expires, _) = self.expiry();
+        let lifetime = expires? - self.created_at()?;
+        (lifetime > 0).then_some(lifetime)
+    }
+
+    /// The last use the vendor reported: the provider itself, else a linked inventory
+    /// entry's `lastActiveAt`.
+    pub fn last_used_at(&self) -> Option<i64> {
+        self.facts()
+            .and_then(|f| f.last_used_at)
+            .or(self.meta.linked.and_then(|l| l.last_active_at))
+    }
+
+    /// The scopes the vendor reported, if it did.
+    pub fn scopes(&self) -> &[String] {
+        self.facts()
+            .and_then(|f| f.scopes.as_deref())
+            .unwrap_or(&[])
+    }
+
+    /// The credential type the vendor reported (Bitbucket `x-credential-type`).
+    pub fn credential_type(&self) -> Option<&str> {
+        self.facts().and_then(|f| f.credential_type.as_deref())
     }
 }
 
@@ -217,37 +284,37 @@ impl Inner {
     /// `expected_account_id` owns. A linked entry without an expiry leaves the config's.
     fn relink(&mut self) {
         let Inner { tokens, orgs, .. } = self;
-        let mut token_ids: HashMap<&str, Option<i64>> = HashMap::new();
-        let mut key_ids: HashMap<&str, Option<i64>> = HashMap::new();
-        let mut accounts: HashMap<&str, (usize, Option<i64>)> = HashMap::new();
+        let mut token_ids: HashMap<&str, Linked> = HashMap::new();
+        let mut key_ids: HashMap<&str, Linked> = HashMap::new();
+        let mut accounts: HashMap<&str, (usize, Linked)> = HashMap::new();
         for inv in orgs.values().filter_map(|o| o.inventory.as_ref()) {
             for t in inv.tokens.values() {
-                token_ids.entry(&t.id).or_insert(t.expires_at);
+                token_ids.entry(&t.id).or_insert(Linked::from(t));
                 if let Some(account) = &t.account_id {
-                    let e = accounts.entry(account).or_insert((0, t.expires_at));
+                    let e = accounts.entry(account).or_insert((0, Linked::from(t)));
                     e.0 += 1;
                 }
             }
             for k in inv.api_keys.values() {
-                key_ids.entry(&k.id).or_insert(k.expires_at);
+                key_ids.entry(&k.id).or_insert(Linked::from(k));
             }
         }
         for entry in tokens.values_mut() {
             let c = &entry.meta.config;
             let Some(link) = c.provider.spec().inventory_link else {
-                entry.meta.linked_expiry = None;
+                entry.meta.linked = None;
                 continue;
             };
             let by_id = match link {
                 InventoryLink::ApiKey => &key_ids,
                 InventoryLink::ApiToken => &token_ids,
             };
-            entry.meta.linked_expiry = match (&c.org_token_id, &c.expected_account_id) {
-                (Some(id), _) => by_id.get(id.as_str()).copied().flatten(),
+            entry.meta.linked = match (&c.org_token_id, &c.expected_account_id) {
+                (Some(id), _) => by_id.get(id.as_str()).copied(),
                 (None, Some(account)) if link == InventoryLink::ApiToken => accounts
                     .get(account.as_str())
                     .filter(|(owned, _)| *owned == 1)
-                    .and_then(|(_, expires_at)| *expires_at),
+                    .map(|(_, linked)| *linked),
                 (None, _) => None,
             };
         }
@@ -446,7 +513,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::probe::ProbeError;
-    use crate::providers::atlassian::inventory::{List, ListedKey, ListedToken};
+    use crate::providers::atlassian::inventory::List;
     use crate::providers::atlassian::{admin_key, jira};
 
     fn config(name: &str, f: impl FnOnce(&mut TokenConfig)) -> TokenMeta {

@@ -22,8 +22,28 @@ pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
 
 /// How a request authenticates.
 pub enum Auth<'a> {
-    Basic { user: &'a str, secret: &'a Secret },
+    Basic {
+        user: &'a str,
+        secret: &'a Secret,
+    },
     Bearer(&'a Secret),
+    /// The secret alone in a vendor's own header (GitLab's `PRIVATE-TOKEN`).
+    Header {
+        name: &'static str,
+        secret: &'a Secret,
+    },
+}
+
+/// A header value that is never printed (hyper's `Debug` shows `Sensitive`).
+fn sensitive(value: &str) -> Result<reqwest::header::HeaderValue, ProbeError> {
+    let mut v = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+        ProbeError::new(
+            ErrorReason::CredentialUnavailable,
+            "credential contains characters not allowed in an HTTP header",
+        )
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
 }
 
 /// A fully read response.
@@ -80,18 +100,11 @@ impl HttpClient {
         let mut req = self.inner.get(url).header("Accept", "application/json");
         req = match auth {
             Auth::Basic { user, secret } => req.basic_auth(user, Some(secret.expose())),
-            Auth::Bearer(secret) => {
-                let mut value =
-                    reqwest::header::HeaderValue::from_str(&format!("Bearer {}", secret.expose()))
-                        .map_err(|_| {
-                            ProbeError::new(
-                                ErrorReason::CredentialUnavailable,
-                                "credential contains characters not allowed in an HTTP header",
-                            )
-                        })?;
-                value.set_sensitive(true);
-                req.header(AUTHORIZATION, value)
-            }
+            Auth::Bearer(secret) => req.header(
+                AUTHORIZATION,
+                sensitive(&format!("Bearer {}", secret.expose()))?,
+            ),
+            Auth::Header { name, secret } => req.header(name, sensitive(secret.expose())?),
         };
         let mut resp = req.send().await.map_err(|e| classify(&e, &host))?;
         let status = resp.status();

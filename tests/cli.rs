@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use apitoken_exporter::simulator::Behaviour;
+use apitoken_sim::Behaviour;
 use common::*;
 
 const EMAIL: &str = "svc@acme.example";

@@ -135,31 +135,45 @@ impl Dockerfile {
     /// (source, destination) of every COPY/ADD in the runtime stage; sources with --from
     /// are reported as `stage:path`.
     fn runtime_copies(&self) -> Vec<(String, String)> {
-        self.runtime_stage()
+        copies(self.runtime_stage())
+    }
+
+    /// The same for the build stages (every stage but the last).
+    fn build_copies(&self) -> Vec<(String, String)> {
+        self.stages[..self.stages.len() - 1]
             .iter()
-            .filter(|i| i.keyword == "COPY" || i.keyword == "ADD")
-            .filter_map(|i| {
-                let mut from = None;
-                let mut paths = Vec::new();
-                for word in i.args.split_whitespace() {
-                    match word.strip_prefix("--") {
-                        Some(opt) => {
-                            if let Some(stage) = opt.strip_prefix("from=") {
-                                from = Some(stage.to_string());
-                            }
-                        }
-                        None => paths.push(word.to_string()),
-                    }
-                }
-                let dest = paths.pop()?;
-                let src = paths.join(" ");
-                Some(match from {
-                    Some(stage) => (format!("{stage}:{src}"), dest),
-                    None => (src, dest),
-                })
-            })
+            .flat_map(|stage| copies(stage))
             .collect()
     }
+}
+
+/// (source, destination) of every COPY/ADD in these instructions; sources with --from are
+/// reported as `stage:path`, several sources joined by a space.
+fn copies(instructions: &[Instruction]) -> Vec<(String, String)> {
+    instructions
+        .iter()
+        .filter(|i| i.keyword == "COPY" || i.keyword == "ADD")
+        .filter_map(|i| {
+            let mut from = None;
+            let mut paths = Vec::new();
+            for word in i.args.split_whitespace() {
+                match word.strip_prefix("--") {
+                    Some(opt) => {
+                        if let Some(stage) = opt.strip_prefix("from=") {
+                            from = Some(stage.to_string());
+                        }
+                    }
+                    None => paths.push(word.to_string()),
+                }
+            }
+            let dest = paths.pop()?;
+            let src = paths.join(" ");
+            Some(match from {
+                Some(stage) => (format!("{stage}:{src}"), dest),
+                None => (src, dest),
+            })
+        })
+        .collect()
 }
 
 /// A JSON array of strings, as the Dockerfile exec form writes it.
@@ -491,6 +505,49 @@ fn default_config_passes_config_check_with_the_image_arguments() {
     );
 }
 
+/// The `members = [...]` of the root Cargo.toml's `[workspace]` (one line, as written there).
+fn workspace_members(manifest: &str) -> Vec<String> {
+    let list = manifest
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("members")?.trim().strip_prefix('='))
+        .unwrap_or_else(|| panic!("Cargo.toml has no `members = [...]` line"));
+    parse_json_string_array(list)
+        .unwrap_or_else(|e| panic!("Cargo.toml: members must be a list of strings ({e}): {list}"))
+}
+
+#[test]
+fn build_stage_copies_every_workspace_member() {
+    // The default feature `demo` builds the simulator crate (sim/) into the binary, so the
+    // build stage needs every member's sources, not only the root package's.
+    let members = workspace_members(&read_repo_file("Cargo.toml"));
+    assert!(
+        members.iter().any(|m| m == "sim"),
+        "Cargo.toml: the workspace members {members:?} do not include sim"
+    );
+    let copied: Vec<String> = Dockerfile::load()
+        .build_copies()
+        .into_iter()
+        .filter(|(src, _)| !src.contains(':'))
+        .flat_map(|(src, _)| {
+            src.split_whitespace()
+                .map(|s| s.trim_start_matches("./").trim_end_matches('/').to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for member in &members {
+        // The whole context (`.`), or the member's directory (the root package: its manifest).
+        let dir = match member.trim_start_matches("./").trim_end_matches('/') {
+            "" | "." => "Cargo.toml",
+            dir => dir,
+        };
+        assert!(
+            copied.iter().any(|c| c == "." || c.is_empty() || c == dir),
+            "Dockerfile: no build stage COPYs the workspace member `{member}` ({dir}); \
+             copied: {copied:?}"
+        );
+    }
+}
+
 #[test]
 fn dockerignore_keeps_build_output_out_of_the_context() {
     let ignore = read_repo_file(".dockerignore");
@@ -507,7 +564,7 @@ fn dockerignore_keeps_build_output_out_of_the_context() {
             ".dockerignore should exclude {needed}/ (it would be sent as build context); entries: {entries:?}"
         );
     }
-    for kept in ["src", "Cargo.toml", "Cargo.lock", "config.yaml"] {
+    for kept in ["src", "sim", "Cargo.toml", "Cargo.lock", "config.yaml"] {
         assert!(
             !entries.iter().any(|e| e.trim_matches('/') == kept),
             ".dockerignore excludes {kept}, which the image build needs"
@@ -534,5 +591,9 @@ fn parsers_understand_the_dockerfile_forms_used_above() {
     assert_eq!(
         secret_env_names("  - name: a\n    token_env: A_TOKEN # c\n    api_key_env: \"K\"\n"),
         vec!["A_TOKEN", "K"]
+    );
+    assert_eq!(
+        workspace_members("[workspace]\n# c\nmembers = [\".\", \"sim\"]\n"),
+        vec![".", "sim"]
     );
 }

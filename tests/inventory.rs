@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use apitoken_exporter::simulator::{Behaviour, OrgApiKey, OrgToken};
+use apitoken_sim::{Behaviour, OrgApiKey, OrgToken};
 use common::*;
 
 const KEY: &str = "ATATT3xORGADMINKEYdoNotLeak";
@@ -56,8 +56,8 @@ fn org_key(id: &str, days: i64) -> OrgApiKey {
 /// `KEY` is a valid admin key. Extra credentials as given.
 async fn org_simulator(
     tokens: usize,
-    creds: &[(&str, apitoken_exporter::simulator::Credential)],
-) -> apitoken_exporter::simulator::RunningSimulator {
+    creds: &[(&str, apitoken_sim::Credential)],
+) -> apitoken_sim::RunningSimulator {
     let mut all = vec![(
         KEY,
         cred("admin-acc", "admin@acme.example", Behaviour::Valid),

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use apitoken_exporter::simulator::{Behaviour, RunningSimulator};
+use apitoken_sim::{Behaviour, RunningSimulator};
 use common::*;
 
 const EMAIL: &str = "svc@acme.example";

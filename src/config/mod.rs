@@ -92,6 +92,8 @@ pub struct TokenConfig {
     /// Unix seconds.
     pub expires_at: Option<i64>,
     pub expiry_source: ExpirySource,
+    /// Unix seconds: when the token was created (`created_at`), if the config says.
+    pub created_at: Option<i64>,
     pub expected_account_id: Option<String>,
     /// Unix seconds.
     pub revoked_at: Option<i64>,
@@ -136,6 +138,7 @@ impl TokenConfig {
             )),
             expires_at: None,
             expiry_source: ExpirySource::None,
+            created_at: None,
             expected_account_id: None,
             revoked_at: None,
             org_token_id: None,
@@ -198,6 +201,7 @@ impl OrgConfig {
             secret: self.api_key.clone(),
             expires_at: None,
             expiry_source: ExpirySource::None,
+            created_at: None,
             expected_account_id: None,
             revoked_at: None,
             org_token_id: None,
@@ -418,7 +422,7 @@ tokens:
   - {name: a, provider: jira, site: "https://x", email: e, token_env: X, token_file: /f}
   - {name: b, provider: confluence, token_env: X}
   - {name: c, provider: atlassian_admin, email: e, token_env: "1BAD"}
-  - {name: d, provider: jira, site: "https://x", email: e, token_env: X, expires_at: 2026-01-01, created_at: 2025-01-01}
+  - {name: d, provider: jira, site: "https://x", email: e, token_env: X, expires_at: 2025-01-01, created_at: 2026-01-01}
   - {name: e, provider: jira, site: "https://x", email: e, token_env: X, labels: {token: x}}
 "#,
         );
@@ -431,7 +435,7 @@ tokens:
             "tokens[2] (b).email: required for provider confluence",
             "tokens[3] (c).email: not used by provider atlassian_admin",
             "tokens[3] (c).token_env: not an environment variable name",
-            "tokens[4] (d): set either expires_at or created_at",
+            "tokens[4] (d).expires_at: is before created_at",
             "tokens[5] (e).labels.token: reserved label name",
         ] {
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
@@ -503,5 +507,41 @@ organizations:
             .unwrap()
             .implicit_admin_tokens()
             .is_empty());
+    }
+
+    #[test]
+    fn auth_is_checked_against_what_the_provider_accepts() {
+        let c = Config::parse(
+            "tokens:\n  - {name: sa, provider: jira, site: \"https://api.atlassian.com/ex/jira/c1\", auth: bearer, token_env: X}\n",
+        )
+        .unwrap();
+        assert_eq!(c.tokens[0].auth, AuthKind::Bearer);
+        assert_eq!(c.tokens[0].email, None, "email is optional with bearer");
+        let c = Config::parse(
+            "tokens:\n  - {name: j, provider: jira, site: \"https://x\", email: e, token_env: X}\n",
+        )
+        .unwrap();
+        assert_eq!(c.tokens[0].auth, AuthKind::Basic, "the provider's default");
+
+        let p = problems(
+            "tokens:\n  - {name: b, provider: bitbucket, auth: bearer, email: e, token_env: X}\n",
+        );
+        assert_eq!(
+            p,
+            ["tokens[0] (b).auth: provider bitbucket does not accept auth bearer (it accepts: basic)"]
+        );
+        let p = problems("tokens:\n  - {name: a, provider: atlassian_admin, auth: bearer, email: e, token_env: X}\n");
+        assert_eq!(
+            p,
+            ["tokens[0] (a).email: not used by provider atlassian_admin (it authenticates with a Bearer key)"]
+        );
+        let p = problems("tokens:\n  - {name: a, provider: jira, auth: kerberos, token_env: X}\n");
+        assert!(
+            p[0].contains("tokens[0].auth: unknown variant `kerberos`"),
+            "{p:?}"
+        );
+        for name in AuthKind::NAMES {
+            assert!(p[0].contains(name), "{p:?}");
+        }
     }
 }

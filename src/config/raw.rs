@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::fields::{HumanDuration, LabelName, Name, SiteUrl, Timestamp};
-use crate::providers::Provider;
+use crate::providers::{AuthKind, Provider};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +36,7 @@ pub(super) struct RawToken {
     pub(super) name: Name,
     pub(super) provider: Provider,
     pub(super) site: Option<SiteUrl>,
+    pub(super) auth: Option<AuthKind>,
     pub(super) email: Option<String>,
     pub(super) token_env: Option<String>,
     pub(super) token_file: Option<PathBuf>,

@@ -23,6 +23,9 @@ const RESERVED_LABELS: &[&str] = &[
     "site",
     "account_id",
     "expiry_source",
+    "auth",
+    "credential_type",
+    "scope",
     "job",
     "instance",
 ];
@@ -128,7 +131,20 @@ impl RawToken {
         }
 
         let spec = self.provider.spec();
-        let auth = self.provider.default_auth();
+        let auth = match self.auth {
+            None => self.provider.default_auth(),
+            Some(a) if spec.auth.contains(&a) => a,
+            Some(a) => {
+                let accepted: Vec<&str> = spec.auth.iter().map(|k| k.as_str()).collect();
+                problems.push(format!(
+                    "{loc}.auth: provider {} does not accept auth {} (it accepts: {})",
+                    spec.name,
+                    a.as_str(),
+                    accepted.join(", ")
+                ));
+                self.provider.default_auth()
+            }
+        };
         if auth == AuthKind::Basic {
             match self.email.as_deref().map(str::trim) {
                 None | Some("") => problems.push(format!(
@@ -138,8 +154,13 @@ impl RawToken {
                 Some(_) => {}
             }
         } else if self.email.is_some() && !spec.identity.email {
+            let how = match auth {
+                AuthKind::Header => "it sends the token alone in its own header",
+                AuthKind::OAuth2 => "it authenticates with OAuth client credentials",
+                AuthKind::Basic | AuthKind::Bearer => "it authenticates with a Bearer key",
+            };
             problems.push(format!(
-                "{loc}.email: not used by provider {} (it authenticates with a Bearer key)",
+                "{loc}.email: not used by provider {} ({how})",
                 spec.name
             ));
         }
@@ -158,12 +179,19 @@ impl RawToken {
             &mut problems,
         );
 
+        let created_at = self.created_at.map(|c| c.0);
         let (expires_at, expiry_source) = match (self.expires_at, self.created_at) {
-            (Some(_), Some(_)) => {
-                problems.push(format!(
-                    "{loc}: set either expires_at or created_at (+ lifetime), not both"
-                ));
-                (None, ExpirySource::None)
+            // Both: the expiry is expires_at, the lifetime their difference.
+            (Some(e), Some(c)) => {
+                if self.lifetime.is_some() {
+                    problems.push(format!(
+                        "{loc}.lifetime: not used when expires_at and created_at are both set (the lifetime is their difference)"
+                    ));
+                }
+                if e.0 < c.0 {
+                    problems.push(format!("{loc}.expires_at: is before created_at"));
+                }
+                (Some(e.0), ExpirySource::Config)
             }
             (Some(e), None) => {
                 if self.lifetime.is_some() {
@@ -230,6 +258,7 @@ impl RawToken {
                 secret,
                 expires_at,
                 expiry_source,
+                created_at,
                 expected_account_id,
                 revoked_at: self.revoked_at.map(|t| t.0),
                 org_token_id,

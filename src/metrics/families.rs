@@ -46,6 +46,21 @@ pub const REVOKED: Family = family(
     "gauge",
     "revoked_at from the config: the token was deliberately revoked and must stop working",
 );
+pub const LIFETIME: Family = family(
+    "apitoken_lifetime_seconds",
+    "gauge",
+    "Expiry minus creation in seconds, when both are known (config created_at, the organization inventory's createdAt, or the vendor)",
+);
+pub const LAST_USED: Family = family(
+    "apitoken_last_used_timestamp_seconds",
+    "gauge",
+    "Unix time the vendor last saw the token used (the vendor itself, or a linked organization inventory entry's lastActiveAt)",
+);
+pub const SCOPE_INFO: Family = family(
+    "apitoken_scope_info",
+    "gauge",
+    "One series per scope the vendor reports for the token; always 1",
+);
 pub const SUCCESS: Family = family(
     "apitoken_probe_success",
     "gauge",

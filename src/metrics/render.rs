@@ -78,6 +78,10 @@ fn render_into(out: &mut Out, inner: &Inner, now: f64) {
             .0
             .map(|t| ((t as f64 - now) / 86_400.0 * 1000.0).round() / 1000.0)
     });
+    gauge_family(out, inner, &LIFETIME, |e| e.lifetime().map(|t| t as f64));
+    gauge_family(out, inner, &LAST_USED, |e| {
+        e.last_used_at().map(|t| t as f64)
+    });
     gauge_family(out, inner, &REVOKED, |e| {
         e.meta.config.revoked_at.map(|t| t as f64)
     });
@@ -132,6 +136,19 @@ fn render_into(out: &mut Out, inner: &Inner, now: f64) {
                 out.sample_done();
             }
         }
+        if inner.tokens.values().any(|e| !e.scopes().is_empty()) {
+            header(out, &SCOPE_INFO);
+            for e in inner.tokens.values() {
+                for scope in e.scopes() {
+                    out.push_str(SCOPE_INFO.name);
+                    token_labels(out, e);
+                    out.push_str(",scope=\"");
+                    escape_label(scope, out);
+                    out.push_str("\"} 1\n");
+                }
+                out.sample_done();
+            }
+        }
         header(out, &INFO);
         for e in inner.tokens.values() {
             out.push_str(INFO.name);
@@ -146,7 +163,14 @@ fn render_into(out: &mut Out, inner: &Inner, now: f64) {
             }
             out.push_str(",expiry_source=\"");
             out.push_str(e.expiry().1.as_str());
+            out.push_str("\",auth=\"");
+            out.push_str(e.meta.config.auth.as_str());
             out.push('"');
+            if let Some(kind) = e.credential_type() {
+                out.push_str(",credential_type=\"");
+                escape_label(kind, out);
+                out.push('"');
+            }
             for (k, v) in &e.meta.config.labels {
                 let _ = write!(out, ",{k}=\"");
                 escape_label(v, out);
@@ -423,5 +447,63 @@ mod tests {
 
     fn rendered_chunks(gzip: &Bytes) -> impl Iterator<Item = Result<Bytes, std::io::Error>> {
         Rendered::from_gzip(gzip.clone()).plain_chunks()
+    }
+
+    #[test]
+    fn what_the_vendor_reports_becomes_lifetime_last_use_scopes_and_credential_type() {
+        let store = store_with("bb", &[], None);
+        let g = store.read().tokens["bb"].generation;
+        let reported = crate::providers::Probed {
+            outcome: Outcome::Valid { account_id: None },
+            facts: crate::probe::Facts {
+                expires_at: Some(1_000 + 90 * 86_400),
+                created_at: Some(1_000),
+                last_used_at: Some(5_000),
+                scopes: Some(vec!["read:user:bitbucket".into(), "a\"b".into()]),
+                credential_type: Some("api_token".into()),
+            },
+        };
+        store.record("bb", g, &reported, Duration::ZERO);
+        let text = render(&store.read(), 0.0);
+        for line in [
+            "apitoken_lifetime_seconds{token=\"bb\",provider=\"jira\"} 7776000\n",
+            "apitoken_last_used_timestamp_seconds{token=\"bb\",provider=\"jira\"} 5000\n",
+            "apitoken_scope_info{token=\"bb\",provider=\"jira\",scope=\"read:user:bitbucket\"} 1\n",
+            "apitoken_scope_info{token=\"bb\",provider=\"jira\",scope=\"a\\\"b\"} 1\n",
+            "expiry_source=\"provider\",auth=\"basic\",credential_type=\"api_token\"} 1\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_token_without_vendor_facts_has_no_lifetime_scope_or_credential_type_series() {
+        let store = store_with("t", &[], Some(10_000));
+        let text = render(&store.read(), 0.0);
+        for absent in [
+            "apitoken_lifetime_seconds",
+            "apitoken_last_used_timestamp_seconds",
+            "apitoken_scope_info",
+            "credential_type=",
+        ] {
+            assert!(!text.contains(absent), "{absent} in\n{text}");
+        }
+        assert!(text.contains(",auth=\"basic\"} 1\n"), "{text}");
+    }
+
+    #[test]
+    fn a_config_with_created_at_and_expires_at_has_their_difference_as_lifetime() {
+        let c = crate::config::Config::parse(
+            "tokens:\n  - {name: t, provider: jira, site: \"https://x\", email: e, token_env: X, created_at: 2026-01-01, expires_at: 2026-01-08}\n",
+        )
+        .unwrap();
+        let store = Store::new();
+        let t = std::sync::Arc::new(c.tokens[0].clone());
+        store.set_tokens(vec![TokenMeta::new(t)], &|_| false);
+        let text = render(&store.read(), 0.0);
+        assert!(
+            text.contains("apitoken_lifetime_seconds{token=\"t\",provider=\"jira\"} 604800\n"),
+            "{text}"
+        );
     }
 }

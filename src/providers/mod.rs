@@ -34,21 +34,41 @@ pub static REGISTRY: &[&ProviderSpec] = &[
     &atlassian::admin_key::SPEC,
 ];
 
-/// How a provider's requests authenticate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a provider's requests authenticate (the `auth:` config value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AuthKind {
     /// HTTP basic auth: the configured `email` (or user name) and the secret.
     Basic,
     /// `Authorization: Bearer <secret>`.
     Bearer,
+    /// OAuth 2.0 client credentials: the secret is the client secret, exchanged for a
+    /// short-lived access token that is then sent as Bearer.
+    OAuth2,
+    /// The secret alone in the provider's own header ([`ProviderSpec::auth_header`]).
+    Header,
 }
 
 impl AuthKind {
+    pub const ALL: [AuthKind; 4] = [
+        AuthKind::Basic,
+        AuthKind::Bearer,
+        AuthKind::OAuth2,
+        AuthKind::Header,
+    ];
+    pub const NAMES: [&'static str; 4] = ["basic", "bearer", "oauth2", "header"];
+
     pub fn as_str(self) -> &'static str {
-        match self {
-            AuthKind::Basic => "basic",
-            AuthKind::Bearer => "bearer",
-        }
+        Self::NAMES[self as usize]
+    }
+}
+
+impl<'de> Deserialize<'de> for AuthKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        AuthKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| serde::de::Error::unknown_variant(&s, &AuthKind::NAMES))
     }
 }
 
@@ -84,6 +104,8 @@ pub struct ProviderSpec {
     pub default_site: Option<&'static str>,
     /// The auth kinds it accepts; the first is the default.
     pub auth: &'static [AuthKind],
+    /// The header that carries the secret with [`AuthKind::Header`] ("" when unused).
+    pub auth_header: &'static str,
     pub identity: IdentityCheck,
     /// How its secrets start: a value with one of these prefixes written where a variable
     /// name or path belongs is never echoed in an error.
@@ -189,6 +211,10 @@ impl ProbeTarget<'_> {
                 user,
                 secret: self.secret,
             },
+            (AuthKind::Header, _) => Auth::Header {
+                name: self.provider.spec().auth_header,
+                secret: self.secret,
+            },
             _ => Auth::Bearer(self.secret),
         }
     }
@@ -273,6 +299,12 @@ mod tests {
             let p = Provider::by_name(spec.name).unwrap();
             assert!(std::ptr::eq(p.spec(), *spec));
             assert!(!spec.auth.is_empty(), "{} accepts no auth kind", spec.name);
+            assert_eq!(
+                spec.auth.contains(&AuthKind::Header),
+                !spec.auth_header.is_empty(),
+                "{}: a header auth needs its header name",
+                spec.name
+            );
         }
         assert!(Provider::by_name("gitlab-ce").is_none());
         assert_eq!(Provider::names().len(), REGISTRY.len());

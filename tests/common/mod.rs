@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use apitoken_exporter::simulator::{Behaviour, Credential, RunningSimulator, Simulator};
+use apitoken_sim::{Behaviour, Credential, RunningSimulator, Simulator};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_apitoken_exporter");
 

@@ -11,6 +11,7 @@ pub static SPEC: ProviderSpec = ProviderSpec {
     name: "atlassian_admin",
     default_site: Some("https://api.atlassian.com"),
     auth: &[AuthKind::Bearer],
+    auth_header: "",
     identity: IdentityCheck {
         account_id: false,
         email: false,

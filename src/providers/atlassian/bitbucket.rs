@@ -13,6 +13,7 @@ pub static SPEC: ProviderSpec = ProviderSpec {
     name: "bitbucket",
     default_site: Some("https://api.bitbucket.org"),
     auth: &[AuthKind::Basic],
+    auth_header: "",
     identity: IdentityCheck {
         account_id: true,
         email: false,

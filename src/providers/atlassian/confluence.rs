@@ -10,7 +10,9 @@ use crate::providers::{
 pub static SPEC: ProviderSpec = ProviderSpec {
     name: "confluence",
     default_site: None,
-    auth: &[AuthKind::Basic],
+    // Bearer: a scoped (service-account) API token through the API gateway site.
+    auth: &[AuthKind::Basic, AuthKind::Bearer],
+    auth_header: "",
     identity: IdentityCheck {
         account_id: true,
         email: true,

@@ -534,12 +534,11 @@ mod tests {
     use std::sync::Arc;
     use std::time::Instant;
 
+    use apitoken_sim::{Behaviour, Credential, OrgApiKey, OrgToken, Simulator};
     use axum::extract::{Query, State};
     use axum::http::HeaderMap;
     use axum::Json;
     use serde_json::{json, Value};
-
-    use crate::simulator::{Behaviour, Credential, OrgApiKey, OrgToken, Simulator};
 
     const KEY: &str = "ATATT3xINVENTORYUNITKEY";
     const DAY: i64 = 86_400;
@@ -687,7 +686,7 @@ mod tests {
         }
     }
 
-    async fn sim_with_org(tokens: usize) -> (crate::simulator::RunningSimulator, Simulator) {
+    async fn sim_with_org(tokens: usize) -> (apitoken_sim::RunningSimulator, Simulator) {
         let sim = Simulator::new();
         sim.add_credential(
             KEY,

@@ -12,7 +12,9 @@ use crate::providers::{
 pub static SPEC: ProviderSpec = ProviderSpec {
     name: "jira",
     default_site: None,
-    auth: &[AuthKind::Basic],
+    // Bearer: a scoped (service-account) API token through the API gateway site.
+    auth: &[AuthKind::Basic, AuthKind::Bearer],
+    auth_header: "",
     identity: IdentityCheck {
         account_id: true,
         email: true,

@@ -1,0 +1,646 @@
+//! In-process HTTP simulator of the Atlassian Cloud APIs probed by apitoken-exporter.
+//!
+//! Used by the exporter's integration tests and by its `demo` subcommand. It is a crate of
+//! its own so that the exporter's library carries none of it: the exporter depends on it
+//! for its tests and, behind its default `demo` feature, for the demo
+//! (`cargo build --no-default-features` leaves both out).
+//!
+//! It reproduces the behaviours the exporter's classification relies on (README.md, "How
+//! tokens are classified"), one module per product and the faults apart:
+//!
+//! * `atlassian::jira`: `/myself` never serves anonymous, `/project/search` silently does.
+//! * `atlassian::confluence`: `/user/current` answers `{"type":"anonymous"}` on open sites.
+//! * `atlassian::bitbucket`, `atlassian::admin`: no anonymous fallback.
+//! * `atlassian::inventory`: the Admin API's organization inventory (pagination, rate
+//!   limits, the owners' personal data).
+//! * `faults`: what a [`Behaviour`] other than `Valid`/`Dead` forces on every request
+//!   (429, 5xx, non-JSON, huge body, redirect, slow, no account id).
+//! * `auth`: how `Authorization` headers are read and a login is decided.
+//!
+//! A *site* is a path prefix in front of the API path (`""` for none), e.g.
+//! `/closed-site` or `/ex/jira/{cloudId}`. Sites are open to anonymous access
+//! unless passed to [`Simulator::close_site`].
+//!
+//! Secrets are only kept in memory for lookup and counting; the simulator never
+//! logs or prints them (its `Debug` output shows counts only).
+//!
+//! A new vendor (`github.rs`, `gitlab.rs`) is a module with its endpoints' handlers, one
+//! variant of `Endpoint` (below, in this file) and one arm in each of its three methods.
+
+mod atlassian;
+mod auth;
+mod faults;
+mod respond;
+#[cfg(test)]
+mod test_support;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::header::{HeaderValue, ALLOW};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::atlassian::inventory::{self, SimOrg};
+use crate::auth::{parse_auth, AuthHeader};
+use crate::respond::{base_url_from, json_response, not_found};
+
+const STATS_PATH: &str = "/__sim/stats";
+
+/// One simulated credential (the secret itself is the key it is registered under).
+#[derive(Clone, Debug)]
+pub struct Credential {
+    pub account_id: String,
+    pub email: String,
+    pub username: String,
+    pub behaviour: Behaviour,
+}
+
+/// How the simulated Atlassian side treats requests carrying a secret.
+#[derive(Clone, Debug)]
+pub enum Behaviour {
+    /// Authenticates normally.
+    Valid,
+    /// Expired or revoked: rejected where anonymous access is impossible, served
+    /// as anonymous where it is.
+    Dead,
+    /// Every request: 429, `Retry-After` header verbatim when `Some`.
+    RateLimited { retry_after: Option<String> },
+    /// Every request answers this status with a small JSON error body.
+    ServerError { status: u16 },
+    /// Sleeps `delay`, then behaves as `Valid`.
+    Slow { delay: Duration },
+    /// 200 with a `text/html` body.
+    NonJson,
+    /// 302 with that `Location`.
+    Redirect { location: String },
+    /// 200 `application/json` with a body of exactly `bytes` bytes (a JSON
+    /// prefix that never closes), streamed without `Content-Length`.
+    HugeBody { bytes: usize },
+    /// 200 JSON without the provider's account id field(s).
+    NoAccountId,
+}
+
+/// A user API token in a simulated organization. The owner's name and e-mail are served
+/// like the real API does, so tests can prove the exporter drops them.
+#[derive(Clone, Debug)]
+pub struct OrgToken {
+    pub id: String,
+    pub label: String,
+    /// `ALLOWED` or `BLOCKED`.
+    pub status: String,
+    pub account_id: String,
+    pub user_name: String,
+    pub user_email: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// `None` is served as `"expiresAt": null`.
+    pub expires_at: Option<i64>,
+    pub last_active_at: Option<i64>,
+}
+
+/// An admin API key in a simulated organization.
+#[derive(Clone, Debug)]
+pub struct OrgApiKey {
+    pub id: String,
+    pub label: String,
+    pub created_by_name: String,
+    pub created_by_email: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+/// Counters served as JSON on `GET /__sim/stats`.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Stats {
+    pub requests_total: u64,
+    pub max_in_flight: u64,
+    pub redirect_target_hits: u64,
+    pub redirect_target_auth_headers: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    requests_total: u64,
+    in_flight: u64,
+    max_in_flight: u64,
+    redirect_target_hits: u64,
+    redirect_target_auth_headers: u64,
+    /// Arrival offsets (since `Simulator::new`) of requests, keyed by secret.
+    per_secret: HashMap<String, Vec<Duration>>,
+}
+
+struct Inner {
+    started: Instant,
+    credentials: Mutex<HashMap<String, Credential>>,
+    closed_sites: Mutex<HashSet<String>>,
+    counters: Mutex<Counters>,
+    orgs: Mutex<HashMap<String, SimOrg>>,
+}
+
+/// The simulator state. Cheap to clone (an `Arc` inside); all clones share state.
+#[derive(Clone)]
+pub struct Simulator {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Simulator {
+    // Deliberately shows no secrets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let credentials = lock(&self.inner.credentials).len();
+        let closed_sites = lock(&self.inner.closed_sites).len();
+        let orgs = lock(&self.inner.orgs).len();
+        f.debug_struct("Simulator")
+            .field("credentials", &credentials)
+            .field("closed_sites", &closed_sites)
+            .field("orgs", &orgs)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Default for Simulator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A simulator being served on a local TCP port.
+///
+/// Dropping it does not stop the server (it keeps serving until the tokio
+/// runtime shuts down); call [`RunningSimulator::shutdown`] to stop it.
+pub struct RunningSimulator {
+    pub addr: SocketAddr,
+    pub sim: Simulator,
+    shutdown_tx: oneshot::Sender<()>,
+    _task: JoinHandle<()>,
+}
+
+impl fmt::Debug for RunningSimulator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunningSimulator")
+            .field("addr", &self.addr)
+            .field("sim", &self.sim)
+            .finish()
+    }
+}
+
+impl RunningSimulator {
+    /// `http://127.0.0.1:PORT` (an unspecified bind address is reported as loopback).
+    pub fn base_url(&self) -> String {
+        let ip = match self.addr.ip() {
+            IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        format!("http://{}", SocketAddr::new(ip, self.addr.port()))
+    }
+
+    /// Stops accepting connections and lets open connections finish gracefully.
+    /// Returns at once.
+    pub fn shutdown(self) {
+        // The receiver is gone only if the server already stopped.
+        let _ = self.shutdown_tx.send(());
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Normalises a site prefix: `""`, or `/a/b` without trailing slash. A full URL
+/// (`http://host:port/a/b`) is reduced to its path.
+fn normalize_prefix(prefix: &str) -> String {
+    let mut p = prefix.trim();
+    if let Some(idx) = p.find("://") {
+        let after = &p[idx + 3..];
+        p = match after.find('/') {
+            Some(slash) => &after[slash..],
+            None => "",
+        };
+    }
+    let p = p.trim_end_matches('/');
+    if p.is_empty() {
+        String::new()
+    } else if p.starts_with('/') {
+        p.to_string()
+    } else {
+        format!("/{p}")
+    }
+}
+
+impl Simulator {
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                started: Instant::now(),
+                credentials: Mutex::new(HashMap::new()),
+                closed_sites: Mutex::new(HashSet::new()),
+                counters: Mutex::new(Counters::default()),
+                orgs: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Registers (or replaces) a credential; `secret` is the API token or admin key.
+    pub fn add_credential(&self, secret: &str, cred: Credential) {
+        lock(&self.inner.credentials).insert(secret.to_string(), cred);
+    }
+
+    /// Turns anonymous access off for the site with that path prefix
+    /// (`""` or `"/"` for the root site; a trailing slash is ignored).
+    pub fn close_site(&self, prefix: &str) {
+        lock(&self.inner.closed_sites).insert(normalize_prefix(prefix));
+    }
+
+    pub fn stats(&self) -> Stats {
+        let c = lock(&self.inner.counters);
+        Stats {
+            requests_total: c.requests_total,
+            max_in_flight: c.max_in_flight,
+            redirect_target_hits: c.redirect_target_hits,
+            redirect_target_auth_headers: c.redirect_target_auth_headers,
+        }
+    }
+
+    /// Number of requests that carried this secret (basic password or bearer token).
+    pub fn requests_for(&self, secret: &str) -> u64 {
+        lock(&self.inner.counters)
+            .per_secret
+            .get(secret)
+            .map_or(0, |v| v.len() as u64)
+    }
+
+    /// Arrival times (since `Simulator::new`) of the requests that carried this
+    /// secret, in arrival order.
+    pub fn request_offsets_for(&self, secret: &str) -> Vec<Duration> {
+        lock(&self.inner.counters)
+            .per_secret
+            .get(secret)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The simulator as an axum router (everything goes through one fallback
+    /// handler that routes by path suffix).
+    pub fn router(&self) -> Router {
+        Router::new().fallback(handle).with_state(self.clone())
+    }
+
+    /// Binds `addr` (port 0 allowed), spawns the server on the current tokio
+    /// runtime and returns at once.
+    pub async fn start(self, addr: SocketAddr) -> std::io::Result<RunningSimulator> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+        let router = self.router();
+        let task = tokio::spawn(async move {
+            let signal = async move {
+                // A dropped sender (RunningSimulator dropped) means "detach", not "stop".
+                if shutdown_rx.await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            // Errors cannot be reported anywhere useful; the server just stops.
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(signal)
+                .await;
+        });
+        Ok(RunningSimulator {
+            addr,
+            sim: self,
+            shutdown_tx,
+            _task: task,
+        })
+    }
+
+    fn lookup(&self, secret: &str) -> Option<Credential> {
+        lock(&self.inner.credentials).get(secret).cloned()
+    }
+
+    fn is_closed(&self, prefix: &str) -> bool {
+        lock(&self.inner.closed_sites).contains(&normalize_prefix(prefix))
+    }
+
+    /// Records an arriving request and returns the guard that marks it finished.
+    fn enter(&self, secret: Option<&str>) -> InFlightGuard {
+        let offset = self.inner.started.elapsed();
+        let mut c = lock(&self.inner.counters);
+        c.requests_total += 1;
+        c.in_flight += 1;
+        c.max_in_flight = c.max_in_flight.max(c.in_flight);
+        if let Some(secret) = secret {
+            c.per_secret
+                .entry(secret.to_string())
+                .or_default()
+                .push(offset);
+        }
+        InFlightGuard {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+/// Decrements the in-flight counter when the request finishes or is cancelled.
+struct InFlightGuard {
+    inner: Arc<Inner>,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        let mut c = lock(&self.inner.counters);
+        c.in_flight = c.in_flight.saturating_sub(1);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Dispatch
+// ---------------------------------------------------------------------------
+
+/// An API endpoint the simulator answers, one variant per vendor module. A new vendor adds
+/// a variant and one arm (or line) in each method below.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Endpoint {
+    Atlassian(atlassian::Endpoint),
+}
+
+impl Endpoint {
+    /// Splits a path into (site prefix, endpoint) by matching how it ends; vendors are
+    /// tried in this order.
+    fn route(path: &str) -> Option<(&str, Endpoint)> {
+        atlassian::route(path).map(|(prefix, ep)| (prefix, Endpoint::Atlassian(ep)))
+    }
+
+    /// The answer to a request no fault [`Behaviour`] took over.
+    fn answer(self, req: Incoming<'_>) -> Response {
+        match self {
+            Endpoint::Atlassian(ep) => ep.answer(req),
+        }
+    }
+
+    /// The answer for a [`Behaviour::NoAccountId`] credential: a 200 without the account
+    /// id field(s) the exporter reads.
+    fn no_account_id(self, base: &str, cred: &Credential) -> Response {
+        match self {
+            Endpoint::Atlassian(ep) => ep.no_account_id(base, cred),
+        }
+    }
+}
+
+/// What an endpoint's handler sees of a request.
+#[derive(Clone, Copy)]
+struct Incoming<'a> {
+    auth: &'a AuthHeader,
+    /// The credential registered under the request's secret, if any.
+    cred: Option<&'a Credential>,
+    /// `http://{Host}{site prefix}`, where the answer's links point.
+    base: &'a str,
+    /// The site allows anonymous access (see [`Simulator::close_site`]).
+    open: bool,
+}
+
+async fn handle(State(sim): State<Simulator>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().map(str::to_string);
+    let method = req.method().clone();
+    let headers = req.headers().clone();
+    drop(req);
+
+    if path == STATS_PATH {
+        // Not counted, so that polling the stats does not change them.
+        return Json(sim.stats()).into_response();
+    }
+
+    let auth = parse_auth(&headers);
+    let _guard = sim.enter(auth.secret());
+
+    if faults::is_redirect_target(&path) {
+        return faults::redirect_target(&sim, &headers);
+    }
+
+    let cred = auth.secret().and_then(|s| sim.lookup(s));
+    let routed = Endpoint::route(&path);
+
+    // Behaviours that override normal handling for every request carrying the secret.
+    if let Some(cred) = &cred {
+        if let Some(resp) = faults::forced_answer(cred, routed, &headers).await {
+            return resp;
+        }
+    }
+
+    if let Some((prefix, org_id, list)) = inventory::route(&path) {
+        let authorized = auth::admin_key_accepted(&auth, cred.as_ref());
+        return inventory::answer(&sim, prefix, org_id, list, query.as_deref(), authorized);
+    }
+    let Some((prefix, endpoint)) = routed else {
+        return not_found();
+    };
+    if method != Method::GET && method != Method::HEAD {
+        let mut resp = json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            json!({"errorMessages": ["Method not allowed"]}),
+        );
+        resp.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return resp;
+    }
+
+    let base = format!("{}{prefix}", base_url_from(&headers));
+    endpoint.answer(Incoming {
+        auth: &auth,
+        cred: cred.as_ref(),
+        base: &base,
+        open: !sim.is_closed(prefix),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::test_support::*;
+
+    #[tokio::test]
+    async fn unknown_path_is_404_and_wrong_method_is_405() {
+        let (_r, base) = with("tok", Behaviour::Valid).await;
+        let r = basic(&format!("{base}/rest/api/3/nothing"), EMAIL, "tok").await;
+        assert_eq!(r.status, 404);
+        let r = send(
+            client()
+                .post(format!("{base}/rest/api/3/myself"))
+                .basic_auth(EMAIL, Some("tok")),
+        )
+        .await;
+        assert_eq!(r.status, 405);
+    }
+
+    // --- Counting ----------------------------------------------------------------
+
+    #[tokio::test]
+    async fn requests_are_counted_per_secret_with_offsets() {
+        let sim = Simulator::new();
+        sim.add_credential("a", cred(Behaviour::Valid));
+        sim.add_credential("b", cred(Behaviour::Dead));
+        let running = start(&sim).await;
+        let base = running.base_url();
+        basic(&format!("{base}/rest/api/3/myself"), EMAIL, "a").await;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        basic(&format!("{base}/2.0/user"), EMAIL, "a").await;
+        basic(&format!("{base}/rest/api/3/myself"), EMAIL, "b").await;
+        bearer(&format!("{base}/admin/v1/orgs"), "b").await;
+        basic(&format!("{base}/rest/api/3/myself"), EMAIL, "unknown").await;
+        anon(&format!("{base}/rest/api/3/myself")).await;
+
+        assert_eq!(sim.requests_for("a"), 2);
+        assert_eq!(sim.requests_for("b"), 2);
+        assert_eq!(sim.requests_for("unknown"), 1);
+        assert_eq!(sim.requests_for("never"), 0);
+        assert_eq!(sim.stats().requests_total, 6);
+        // The running handle shares the same state.
+        assert_eq!(running.sim.stats().requests_total, 6);
+
+        let offs = sim.request_offsets_for("a");
+        assert_eq!(offs.len(), 2);
+        assert!(offs[1] >= offs[0] + Duration::from_millis(60), "{offs:?}");
+        assert!(sim.request_offsets_for("never").is_empty());
+    }
+
+    #[tokio::test]
+    async fn max_in_flight_tracks_concurrent_slow_requests() {
+        let sim = Simulator::new();
+        sim.add_credential(
+            "slow",
+            cred(Behaviour::Slow {
+                delay: Duration::from_millis(300),
+            }),
+        );
+        let running = start(&sim).await;
+        let url = format!("{}/rest/api/3/myself", running.base_url());
+        let c = client();
+        for _round in 0..2 {
+            let mut tasks = Vec::new();
+            for _ in 0..5 {
+                let req = c.get(&url).basic_auth(EMAIL, Some("slow"));
+                tasks.push(tokio::spawn(
+                    async move { req.send().await.unwrap().status() },
+                ));
+            }
+            for t in tasks {
+                assert_eq!(t.await.unwrap().as_u16(), 200);
+            }
+        }
+        let s = sim.stats();
+        assert_eq!(s.requests_total, 10);
+        // Both rounds had 5 concurrent requests; a missing decrement would show 10.
+        assert_eq!(s.max_in_flight, 5);
+        assert_eq!(sim.requests_for("slow"), 10);
+    }
+
+    #[tokio::test]
+    async fn in_flight_is_released_when_client_gives_up() {
+        let sim = Simulator::new();
+        sim.add_credential(
+            "slow",
+            cred(Behaviour::Slow {
+                delay: Duration::from_millis(400),
+            }),
+        );
+        let running = start(&sim).await;
+        let url = format!("{}/rest/api/3/myself", running.base_url());
+        let r = client()
+            .get(&url)
+            .basic_auth(EMAIL, Some("slow"))
+            .timeout(Duration::from_millis(50))
+            .send()
+            .await;
+        assert!(r.is_err());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(lock(&sim.inner.counters).in_flight, 0);
+        assert_eq!(sim.stats().max_in_flight, 1);
+    }
+
+    #[tokio::test]
+    async fn stats_endpoint_serves_json_and_is_not_counted() {
+        let sim = Simulator::new();
+        sim.add_credential("tok", cred(Behaviour::Valid));
+        let running = start(&sim).await;
+        let base = running.base_url();
+        basic(&format!("{base}/rest/api/3/myself"), EMAIL, "tok").await;
+        anon(&format!("{base}/redirect-target")).await;
+        let r = anon(&format!("{base}/__sim/stats")).await;
+        assert_eq!(r.status, 200);
+        let v = r.json();
+        assert_eq!(v["requests_total"], 2);
+        assert_eq!(v["max_in_flight"], 1);
+        assert_eq!(v["redirect_target_hits"], 1);
+        assert_eq!(v["redirect_target_auth_headers"], 0);
+        let parsed: Stats = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(parsed.requests_total, sim.stats().requests_total);
+    }
+
+    // --- Lifecycle -----------------------------------------------------------------
+
+    #[tokio::test]
+    async fn router_can_be_served_by_caller() {
+        let sim = Simulator::new();
+        sim.add_credential("tok", cred(Behaviour::Valid));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = sim.router();
+        let task = tokio::spawn(async move { axum::serve(listener, router).await });
+        let r = basic(&format!("http://{addr}/rest/api/3/myself"), EMAIL, "tok").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(sim.requests_for("tok"), 1);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn base_url_and_shutdown() {
+        let sim = Simulator::default();
+        let running = start(&sim).await;
+        let base = running.base_url();
+        assert_eq!(base, format!("http://127.0.0.1:{}", running.addr.port()));
+        assert_ne!(running.addr.port(), 0);
+        assert_eq!(anon(&format!("{base}/nothing")).await.status, 404);
+        running.shutdown();
+        let mut stopped = false;
+        for _ in 0..50 {
+            let fresh = reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap();
+            if fresh.get(format!("{base}/nothing")).send().await.is_err() {
+                stopped = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(stopped, "server still answering after shutdown");
+    }
+
+    #[tokio::test]
+    async fn dropping_running_simulator_keeps_serving() {
+        let sim = Simulator::new();
+        let base = start(&sim).await.base_url();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(anon(&format!("{base}/nothing")).await.status, 404);
+    }
+
+    #[test]
+    fn debug_output_never_contains_secrets() {
+        let sim = Simulator::new();
+        sim.add_credential("ATATT3xSUPERSECRET", cred(Behaviour::Valid));
+        let dbg = format!("{sim:?}");
+        assert!(!dbg.contains("SUPERSECRET"), "{dbg}");
+        assert!(dbg.contains("credentials: 1"));
+    }
+}
