@@ -11,8 +11,7 @@ use tokio::sync::{mpsc, Semaphore};
 use crate::config::Config;
 use crate::metrics::MetricsCache;
 use crate::probe::Outcome;
-use crate::scheduler::{probe_token, Scheduler, Spread, RELOAD_SPREAD};
-use crate::secret::SecretReader;
+use crate::scheduler::{probe_token, Scheduler, Spread, TokenCredential, RELOAD_SPREAD};
 use crate::server::{router, AppState, ReloadRequest};
 use crate::state::Store;
 use crate::upstream::HttpClient;
@@ -292,8 +291,8 @@ pub async fn run_check(config_file: &Path, output: CheckOutput) -> i32 {
         let (client, limit) = (client.clone(), limit.clone());
         set.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            let reader = SecretReader::new(token.secret.clone());
-            let (probed, took) = probe_token(&client, &token, &reader).await;
+            let credential = TokenCredential::new(&token);
+            let (probed, took) = probe_token(&client, &token, &credential).await;
             (i, token, probed.outcome, took)
         });
     }

@@ -295,6 +295,7 @@ pub async fn start() -> Result<(Config, RunningSimulator), String> {
             provider: t.provider,
             site,
             auth: t.provider.default_auth(),
+            oauth2: None,
             email: (t.provider.default_auth() == AuthKind::Basic)
                 .then(|| format!("{}@demo.example", t.name)),
             secret: SecretSource::Static(Secret::new(secret)),

@@ -97,8 +97,8 @@ impl HttpClient {
     /// whole call with the probe timeout.
     pub async fn get(&self, url: Url, auth: Auth<'_>) -> Result<Response, ProbeError> {
         let host = url.host_str().unwrap_or("").to_string();
-        let mut req = self.inner.get(url).header("Accept", "application/json");
-        req = match auth {
+        let req = self.inner.get(url).header("Accept", "application/json");
+        let req = match auth {
             Auth::Basic { user, secret } => req.basic_auth(user, Some(secret.expose())),
             Auth::Bearer(secret) => req.header(
                 AUTHORIZATION,
@@ -106,7 +106,29 @@ impl HttpClient {
             ),
             Auth::Header { name, secret } => req.header(name, sensitive(secret.expose())?),
         };
-        let mut resp = req.send().await.map_err(|e| classify(&e, &host))?;
+        self.send(req, &host).await
+    }
+
+    /// POST a form (`application/x-www-form-urlencoded`) to `url`, with the same rules as
+    /// [`HttpClient::get`]: no redirects, the body cap, 429/5xx as errors. The form may
+    /// carry a secret (an OAuth client secret): it is never logged, and errors name only
+    /// the host.
+    pub async fn post_form(&self, url: Url, form: String) -> Result<Response, ProbeError> {
+        let host = url.host_str().unwrap_or("").to_string();
+        let req = self
+            .inner
+            .post(url)
+            .header("Accept", "application/json")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(form);
+        self.send(req, &host).await
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder, host: &str) -> Result<Response, ProbeError> {
+        let mut resp = req.send().await.map_err(|e| classify(&e, host))?;
         let status = resp.status();
         let headers = std::mem::take(resp.headers_mut());
 
@@ -144,7 +166,7 @@ impl HttpClient {
         }
 
         let mut body = BytesMut::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&e, &host))? {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&e, host))? {
             if body.len() + chunk.len() > MAX_BODY_BYTES {
                 return Err(ProbeError::new(
                     ErrorReason::BadResponse,

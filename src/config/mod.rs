@@ -24,6 +24,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::providers::atlassian::admin_key;
+use crate::providers::oauth::OAuth2Settings;
 use crate::providers::{AuthKind, Provider};
 use crate::secret::SecretSource;
 
@@ -87,6 +88,8 @@ pub struct TokenConfig {
     pub site: Url,
     /// How requests authenticate (the provider's default unless the config says otherwise).
     pub auth: AuthKind,
+    /// The OAuth client, with `auth: oauth2`.
+    pub oauth2: Option<OAuth2Settings>,
     pub email: Option<String>,
     pub secret: SecretSource,
     /// Unix seconds.
@@ -110,6 +113,7 @@ pub struct ProbeSettings<'a> {
     provider: Provider,
     site: &'a Url,
     auth: AuthKind,
+    oauth2: Option<&'a OAuth2Settings>,
     email: Option<&'a str>,
     secret: &'a SecretSource,
     expected_account_id: Option<&'a str>,
@@ -131,6 +135,7 @@ impl TokenConfig {
                 .and_then(|s| Url::parse(s).ok())
                 .unwrap_or_else(|| Url::parse("https://example.invalid").expect("a valid URL")),
             auth: provider.default_auth(),
+            oauth2: None,
             email: None,
             secret: SecretSource::Env(format!(
                 "{}_TOKEN",
@@ -153,6 +158,7 @@ impl TokenConfig {
             provider: self.provider,
             site: &self.site,
             auth: self.auth,
+            oauth2: self.oauth2.as_ref(),
             email: self.email.as_deref(),
             secret: &self.secret,
             expected_account_id: self.expected_account_id.as_deref(),
@@ -197,6 +203,7 @@ impl OrgConfig {
             provider: admin_key::PROVIDER,
             site: self.base_url.clone(),
             auth: admin_key::PROVIDER.default_auth(),
+            oauth2: None,
             email: None,
             secret: self.api_key.clone(),
             expires_at: None,
@@ -544,4 +551,31 @@ organizations:
             assert!(p[0].contains(name), "{p:?}");
         }
     }
+
+    #[test]
+    fn oauth2_needs_its_block_and_the_gateway_site() {
+        let ok = "tokens:\n  - name: sa\n    provider: jira\n    site: https://api.atlassian.com/ex/jira/0f1e-cloud\n    auth: oauth2\n    oauth2: {client_id: abc, scopes: [read:jira-user]}\n    token_env: SA_SECRET\n";
+        let c = Config::parse(ok).unwrap();
+        let o = c.tokens[0].oauth2.as_ref().unwrap();
+        assert_eq!(o.client_id, "abc");
+        assert_eq!(o.token_url.as_str(), "https://auth.atlassian.com/oauth/token");
+        assert_eq!(o.scopes, ["read:jira-user"]);
+
+        let p = problems("tokens:\n  - {name: sa, provider: jira, site: \"https://acme.atlassian.net\", auth: oauth2, oauth2: {client_id: abc}, token_env: X}\n");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("tokens[0] (sa).site: auth: oauth2 works only through the API gateway, https://api.atlassian.com/ex/jira/{cloudId}"), "{p:?}");
+        let p = problems("tokens:\n  - {name: sa, provider: confluence, site: \"https://api.atlassian.com/ex/jira/c1\", auth: oauth2, oauth2: {client_id: abc}, token_env: X}\n");
+        assert!(p[0].contains("/ex/confluence/{cloudId}"), "{p:?}");
+        let p = problems("tokens:\n  - {name: sa, provider: jira, site: \"https://api.atlassian.com/ex/jira/c1\", auth: oauth2, token_env: X}\n");
+        assert_eq!(p, ["tokens[0] (sa).oauth2: required with auth: oauth2 (client_id, and optionally token_url and scopes)"]);
+        let p = problems("tokens:\n  - {name: b, provider: bitbucket, email: e, oauth2: {client_id: abc}, token_env: X}\n");
+        assert_eq!(p, ["tokens[0] (b).oauth2: provider bitbucket cannot use OAuth client credentials"]);
+        let p = problems("tokens:\n  - {name: j, provider: jira, site: \"https://x\", email: e, oauth2: {client_id: abc}, token_env: X}\n");
+        assert_eq!(p, ["tokens[0] (j).oauth2: only used with auth: oauth2"]);
+        let p = problems("tokens:\n  - {name: sa, provider: jira, site: \"https://api.atlassian.com/ex/jira/c1\", auth: oauth2, oauth2: {client_id: abc, token_url: \"http://auth.example/t\"}, token_env: X}\n");
+        assert!(p[0].starts_with("tokens[0] (sa).oauth2.token_url: http:// would send credentials"), "{p:?}");
+        let p = problems("tokens:\n  - {name: sa, provider: jira, site: \"https://api.atlassian.com/ex/jira/c1\", auth: oauth2, oauth2: {client_id: abc, secret: x}, token_env: X}\n");
+        assert!(p[0].contains("unknown field `secret`"), "{p:?}");
+    }
 }
+

@@ -37,6 +37,7 @@ pub(super) struct RawToken {
     pub(super) provider: Provider,
     pub(super) site: Option<SiteUrl>,
     pub(super) auth: Option<AuthKind>,
+    pub(super) oauth2: Option<RawOAuth2>,
     pub(super) email: Option<String>,
     pub(super) token_env: Option<String>,
     pub(super) token_file: Option<PathBuf>,
@@ -60,4 +61,15 @@ pub(super) struct RawOrg {
     pub(super) api_key_file: Option<PathBuf>,
     pub(super) base_url: Option<SiteUrl>,
     pub(super) probe_interval: Option<HumanDuration>,
+}
+
+/// `oauth2:` of a token with `auth: oauth2` (the client secret comes from the token's
+/// `token_env`/`token_file`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOAuth2 {
+    pub(super) client_id: String,
+    pub(super) token_url: Option<SiteUrl>,
+    #[serde(default)]
+    pub(super) scopes: Vec<String>,
 }

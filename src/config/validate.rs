@@ -9,9 +9,10 @@ use std::time::Duration;
 use url::Url;
 
 use super::guards::{looks_like_token, PASTED_TOKEN};
-use super::raw::{RawConfig, RawOrg, RawToken};
+use super::raw::{RawConfig, RawOAuth2, RawOrg, RawToken};
 use super::{Config, ExpirySource, Global, OrgConfig, TokenConfig};
-use crate::providers::AuthKind;
+use crate::providers::oauth::{OAuth2Settings, DEFAULT_TOKEN_URL};
+use crate::providers::{AuthKind, Provider};
 use crate::secret::SecretSource;
 
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -145,6 +146,15 @@ impl RawToken {
                 self.provider.default_auth()
             }
         };
+        let oauth2 = oauth2_settings(
+            self.provider,
+            self.oauth2.as_ref(),
+            auth,
+            site.as_ref(),
+            global,
+            loc,
+            &mut problems,
+        );
         if auth == AuthKind::Basic {
             match self.email.as_deref().map(str::trim) {
                 None | Some("") => problems.push(format!(
@@ -254,6 +264,7 @@ impl RawToken {
                 provider: self.provider,
                 site,
                 auth,
+                oauth2,
                 email: self.email.map(|e| e.trim().to_string()),
                 secret,
                 expires_at,
@@ -269,6 +280,74 @@ impl RawToken {
             _ => Err(problems),
         }
     }
+}
+
+/// The `oauth2` block: required with `auth: oauth2` (and then the site must be the
+/// provider's API gateway form), refused otherwise.
+#[allow(clippy::too_many_arguments)]
+fn oauth2_settings(
+    provider: Provider,
+    raw: Option<&RawOAuth2>,
+    auth: AuthKind,
+    site: Option<&Url>,
+    global: &Global,
+    loc: &str,
+    problems: &mut Vec<String>,
+) -> Option<OAuth2Settings> {
+    let spec = provider.spec();
+    let Some(raw) = raw else {
+        if auth == AuthKind::OAuth2 {
+            problems.push(format!(
+                    "{loc}.oauth2: required with auth: oauth2 (client_id, and optionally token_url and scopes)"
+                ));
+        }
+        return None;
+    };
+    if auth != AuthKind::OAuth2 {
+        problems.push(if spec.auth.contains(&AuthKind::OAuth2) {
+            format!("{loc}.oauth2: only used with auth: oauth2")
+        } else {
+            format!(
+                "{loc}.oauth2: provider {} cannot use OAuth client credentials",
+                spec.name
+            )
+        });
+        return None;
+    }
+    if let (Some(site), Some(gateway)) = (site, spec.oauth_site_path) {
+        let cloud_id = site.path().strip_prefix(gateway).unwrap_or("");
+        if cloud_id.is_empty() || cloud_id.contains('/') {
+            problems.push(format!(
+                    "{loc}.site: auth: oauth2 works only through the API gateway, https://api.atlassian.com{gateway}{{cloudId}} (this site's path is {:?})",
+                    site.path()
+                ));
+        }
+    }
+    let client_id = raw.client_id.trim().to_string();
+    if client_id.is_empty() {
+        problems.push(format!("{loc}.oauth2.client_id: must not be empty"));
+    }
+    let token_url = match &raw.token_url {
+        Some(u) => u.0.clone(),
+        None => Url::parse(DEFAULT_TOKEN_URL).ok()?,
+    };
+    check_scheme(
+        &token_url,
+        global,
+        &format!("{loc}.oauth2.token_url"),
+        problems,
+    );
+    let scopes: Vec<String> = raw
+        .scopes
+        .iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    Some(OAuth2Settings {
+        client_id,
+        token_url,
+        scopes,
+    })
 }
 
 impl RawOrg {

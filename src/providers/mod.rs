@@ -13,6 +13,7 @@
 //! vendor-neutral identity check to produce the [`Outcome`].
 
 pub mod atlassian;
+pub mod oauth;
 
 use std::fmt;
 use std::future::Future;
@@ -25,6 +26,8 @@ use url::Url;
 use crate::probe::{ErrorReason, Expected, Facts, Outcome, ProbeError, Verdict};
 use crate::secret::Secret;
 use crate::upstream::{Auth, HttpClient, Response};
+
+use self::oauth::OAuthClient;
 
 /// Every provider the exporter knows, one line each.
 pub static REGISTRY: &[&ProviderSpec] = &[
@@ -106,6 +109,9 @@ pub struct ProviderSpec {
     pub auth: &'static [AuthKind],
     /// The header that carries the secret with [`AuthKind::Header`] ("" when unused).
     pub auth_header: &'static str,
+    /// With [`AuthKind::OAuth2`], the path the site must start with (the API gateway
+    /// form, e.g. `/ex/jira/` followed by the cloudId); `None` when OAuth is not accepted.
+    pub oauth_site_path: Option<&'static str>,
     pub identity: IdentityCheck,
     /// How its secrets start: a value with one of these prefixes written where a variable
     /// name or path belongs is never echoed in an error.
@@ -195,13 +201,18 @@ impl<'de> Deserialize<'de> for Provider {
 }
 
 /// Everything a probe needs about the credential.
+#[derive(Clone, Copy)]
 pub struct ProbeTarget<'a> {
     pub provider: Provider,
     pub site: &'a Url,
     pub auth: AuthKind,
     pub email: Option<&'a str>,
     pub expected_account_id: Option<&'a str>,
+    /// The secret sent to the vendor; with [`AuthKind::OAuth2`], the client secret, which
+    /// [`probe`] exchanges for an access token first.
     pub secret: &'a Secret,
+    /// The token's OAuth client (with its cached access token) for [`AuthKind::OAuth2`].
+    pub oauth: Option<&'a OAuthClient>,
 }
 
 impl ProbeTarget<'_> {
@@ -266,8 +277,52 @@ impl From<Outcome> for Probed {
     }
 }
 
-/// Probes one credential once. The caller applies the probe timeout around this.
+/// Probes one credential once. The caller applies the probe timeout around this. With
+/// OAuth client credentials the probe runs with an access token: the cached one, or a
+/// fresh one; a 401 with a cached token drops it and tries once more with a fresh one.
 pub async fn probe(client: &HttpClient, target: &ProbeTarget<'_>) -> Probed {
+    let Some(oauth) = target.oauth.filter(|_| target.auth == AuthKind::OAuth2) else {
+        return probe_as(client, target).await;
+    };
+    let refused = |p: &Probed| p.outcome == Outcome::Rejected { status: 401 };
+    let (token, fresh) = match oauth.access_token(client, target.secret).await {
+        Ok(t) => t,
+        Err(outcome) => return Probed::from(outcome),
+    };
+    let probed = probe_as(
+        client,
+        &ProbeTarget {
+            secret: &token,
+            ..*target
+        },
+    )
+    .await;
+    if !refused(&probed) {
+        return probed;
+    }
+    oauth.forget();
+    if fresh {
+        return probed;
+    }
+    let token = match oauth.exchange(client, target.secret).await {
+        Ok(t) => t,
+        Err(outcome) => return Probed::from(outcome),
+    };
+    let probed = probe_as(
+        client,
+        &ProbeTarget {
+            secret: &token,
+            ..*target
+        },
+    )
+    .await;
+    if refused(&probed) {
+        oauth.forget();
+    }
+    probed
+}
+
+async fn probe_as(client: &HttpClient, target: &ProbeTarget<'_>) -> Probed {
     let mut cx = ProbeCtx {
         client,
         target,
@@ -336,6 +391,7 @@ mod tests {
             email: Some("e"),
             expected_account_id: None,
             secret: &s,
+            oauth: None,
         };
         assert_eq!(
             t.url("/rest/api/3/myself").unwrap().as_str(),
@@ -363,23 +419,57 @@ pub(crate) mod stub {
         (status, headers, body.to_string())
     }
 
-    /// Serves `answer` and returns its base URL and the paths requested, in order.
+    /// What the stand-in saw of one request.
+    pub struct Seen {
+        pub method: String,
+        /// Path with query.
+        pub path: String,
+        pub headers: HeaderMap,
+        pub body: String,
+    }
+
+    /// Serves `answer` (by path and headers) and returns its base URL and the requests.
     pub async fn serve(
         answer: impl Fn(&str, &HeaderMap) -> Reply + Send + Sync + 'static,
-    ) -> (Url, Arc<Mutex<Vec<String>>>) {
+    ) -> (Url, Arc<Mutex<Vec<Seen>>>) {
+        serve_requests(move |r| answer(&r.path, &r.headers)).await
+    }
+
+    /// The paths requested, in order.
+    pub fn paths(seen: &Mutex<Vec<Seen>>) -> Vec<String> {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.path.clone())
+            .collect()
+    }
+
+    /// Serves `answer` and returns its base URL and every request it saw, in order.
+    pub async fn serve_requests(
+        answer: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+    ) -> (Url, Arc<Mutex<Vec<Seen>>>) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
         let answer = Arc::new(answer);
         let app = axum::Router::new().fallback(move |req: Request<Body>| {
             let (answer, log) = (answer.clone(), log.clone());
             async move {
-                let path = req
-                    .uri()
-                    .path_and_query()
-                    .map_or("/", |p| p.as_str())
-                    .to_string();
-                log.lock().unwrap().push(path.clone());
-                let (status, headers, body) = answer(&path, req.headers());
+                let (parts, body) = req.into_parts();
+                let body = axum::body::to_bytes(body, 1 << 20)
+                    .await
+                    .unwrap_or_default();
+                let r = Seen {
+                    method: parts.method.to_string(),
+                    path: parts
+                        .uri
+                        .path_and_query()
+                        .map_or("/", |p| p.as_str())
+                        .to_string(),
+                    headers: parts.headers,
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                };
+                let (status, headers, body) = answer(&r);
+                log.lock().unwrap().push(r);
                 let mut resp = Response::new(Body::from(body));
                 *resp.status_mut() = StatusCode::from_u16(status).unwrap();
                 for (k, v) in headers {
@@ -405,6 +495,7 @@ pub(crate) mod stub {
             email: Some("e@x"),
             expected_account_id: None,
             secret: &secret,
+            oauth: None,
         };
         probe(&client, &target).await
     }

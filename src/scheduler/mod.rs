@@ -8,7 +8,7 @@
 mod inventory;
 mod token;
 
-pub use token::probe_token;
+pub use token::{probe_token, TokenCredential};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,7 +20,6 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, OrgConfig, TokenConfig};
 use crate::providers::atlassian::inventory::Limits;
-use crate::secret::SecretReader;
 use crate::state::{Store, TokenMeta};
 use crate::upstream::HttpClient;
 
@@ -152,7 +151,7 @@ impl Scheduler {
             let first = jitter(window);
             let ctx = TokenLoop {
                 token: token.clone(),
-                secret: SecretReader::new(token.secret.clone()),
+                credential: TokenCredential::new(&token),
                 generation,
                 store: self.store.clone(),
                 client: self.client.clone(),

@@ -9,15 +9,34 @@ use tokio::sync::Semaphore;
 
 use crate::config::TokenConfig;
 use crate::probe::Outcome;
+use crate::providers::oauth::OAuthClient;
 use crate::providers::{self, ProbeTarget, Probed};
 use crate::secret::SecretReader;
 use crate::state::{Health, Store, Transition};
 use crate::upstream::HttpClient;
 
+/// What a token's probes authenticate with: its secret source and, with OAuth client
+/// credentials, the client with its cached access token. Lives as long as the token's
+/// probe loop, so the access token survives from one probe to the next.
+#[derive(Debug)]
+pub struct TokenCredential {
+    secret: SecretReader,
+    oauth: Option<OAuthClient>,
+}
+
+impl TokenCredential {
+    pub fn new(token: &TokenConfig) -> Self {
+        Self {
+            secret: SecretReader::new(token.secret.clone()),
+            oauth: token.oauth2.clone().map(OAuthClient::new),
+        }
+    }
+}
+
 /// Everything one token's loop needs.
 pub(super) struct TokenLoop {
     pub(super) token: Arc<TokenConfig>,
-    pub(super) secret: SecretReader,
+    pub(super) credential: TokenCredential,
     pub(super) generation: u64,
     pub(super) store: Arc<Store>,
     pub(super) client: HttpClient,
@@ -62,7 +81,7 @@ pub(super) async fn run(ctx: TokenLoop, first: Duration) {
         };
         // Boxed: the request future is large, and an unboxed one would be part of every
         // idle task's state (10,000 sleeping tokens x several KiB).
-        let (probed, took) = Box::pin(probe_token(&ctx.client, &ctx.token, &ctx.secret)).await;
+        let (probed, took) = Box::pin(probe_token(&ctx.client, &ctx.token, &ctx.credential)).await;
         drop(permit);
         if let Some(t) = ctx
             .store
@@ -83,10 +102,10 @@ pub(super) async fn run(ctx: TokenLoop, first: Duration) {
 pub async fn probe_token(
     client: &HttpClient,
     token: &TokenConfig,
-    secret: &SecretReader,
+    credential: &TokenCredential,
 ) -> (Probed, Duration) {
     let started = Instant::now();
-    let probed = match secret.read() {
+    let probed = match credential.secret.read() {
         Err(e) => Probed::from(Outcome::credential_unavailable(&e)),
         Ok(secret) => {
             let target = ProbeTarget {
@@ -96,6 +115,7 @@ pub async fn probe_token(
                 email: token.email.as_deref(),
                 expected_account_id: token.expected_account_id.as_deref(),
                 secret: &secret,
+                oauth: credential.oauth.as_ref(),
             };
             tokio::time::timeout(token.probe_timeout, providers::probe(client, &target))
                 .await

@@ -12,6 +12,7 @@ pub static SPEC: ProviderSpec = ProviderSpec {
     default_site: Some("https://api.atlassian.com"),
     auth: &[AuthKind::Bearer],
     auth_header: "",
+    oauth_site_path: None,
     identity: IdentityCheck {
         account_id: false,
         email: false,

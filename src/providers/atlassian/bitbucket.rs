@@ -14,6 +14,7 @@ pub static SPEC: ProviderSpec = ProviderSpec {
     default_site: Some("https://api.bitbucket.org"),
     auth: &[AuthKind::Basic],
     auth_header: "",
+    oauth_site_path: None,
     identity: IdentityCheck {
         account_id: true,
         email: false,

@@ -10,9 +10,11 @@ use crate::providers::{
 pub static SPEC: ProviderSpec = ProviderSpec {
     name: "confluence",
     default_site: None,
-    // Bearer: a scoped (service-account) API token through the API gateway site.
-    auth: &[AuthKind::Basic, AuthKind::Bearer],
+    // Bearer: a scoped service-account API token; OAuth2: service-account client
+    // credentials. Both only through the API gateway site.
+    auth: &[AuthKind::Basic, AuthKind::Bearer, AuthKind::OAuth2],
     auth_header: "",
+    oauth_site_path: Some("/ex/confluence/"),
     identity: IdentityCheck {
         account_id: true,
         email: true,

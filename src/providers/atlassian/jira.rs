@@ -12,9 +12,11 @@ use crate::providers::{
 pub static SPEC: ProviderSpec = ProviderSpec {
     name: "jira",
     default_site: None,
-    // Bearer: a scoped (service-account) API token through the API gateway site.
-    auth: &[AuthKind::Basic, AuthKind::Bearer],
+    // Bearer: a scoped service-account API token; OAuth2: service-account client
+    // credentials. Both only through the API gateway site.
+    auth: &[AuthKind::Basic, AuthKind::Bearer, AuthKind::OAuth2],
     auth_header: "",
+    oauth_site_path: Some("/ex/jira/"),
     identity: IdentityCheck {
         account_id: true,
         email: true,
@@ -52,6 +54,11 @@ async fn check(cx: &ProbeCtx<'_>) -> Result<Verdict, ProbeError> {
     // A plain 403 is `forbidden` and runs no side probe; other statuses are unexpected.
     sort(&myself, MYSELF, MYSELF_NEEDS)?;
     let refused = myself.status.as_u16();
+    if cx.target.auth == AuthKind::OAuth2 {
+        // OAuth access tokens only work through the API gateway, which has no anonymous
+        // fallback: a refusal stands on its own.
+        return Ok(Verdict::Rejected(refused));
+    }
 
     // /myself refused the credential. Does the site serve it as anonymous instead? The
     // side probe's answer decides; when it fails, the probe fails with its reason (and
@@ -87,7 +94,7 @@ async fn check(cx: &ProbeCtx<'_>) -> Result<Verdict, ProbeError> {
 mod tests {
     use super::*;
     use crate::probe::Outcome;
-    use crate::providers::stub::{probe_once, reply, serve};
+    use crate::providers::stub::{paths, probe_once, reply, serve};
 
     const FAILED: (&str, &str) = ("x-seraph-loginreason", "AUTHENTICATED_FAILED");
 
@@ -105,8 +112,7 @@ mod tests {
         })
         .await;
         let probed = probe_once(PROVIDER, &site).await;
-        let seen = seen.lock().unwrap().clone();
-        (probed, seen)
+        (probed, paths(&seen))
     }
 
     fn reason(p: &crate::providers::Probed) -> Option<ErrorReason> {
@@ -156,7 +162,7 @@ mod tests {
         };
         assert_eq!(e.reason, ErrorReason::Forbidden);
         assert!(e.detail.contains("read:jira-user"), "{}", e.detail);
-        assert_eq!(seen.lock().unwrap().as_slice(), [MYSELF]);
+        assert_eq!(paths(&seen), [MYSELF]);
         // A 403 with a Seraph login failure is a refusal of the credential.
         let (p, _) = dead_token(403, reply(401, &[], "{}")).await;
         assert_eq!(p.outcome, Outcome::Rejected { status: 403 });
