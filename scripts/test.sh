@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "installing test tools (Debian packages)"
+step "installing test tools (Debian packages, pinned PyPI packages)"
 bash scripts/install-test-deps.sh
 
 step "cargo fmt --check"
@@ -24,6 +24,9 @@ cargo build --locked
 
 step "cargo test"
 cargo test --locked --no-fail-fast
+
+step "monitoring mixin: the committed rules, dashboards and Kubernetes manifests are its output (jsonnet)"
+bash scripts/render-mixin.sh --check
 
 step "alert rules and dashboards (promtool check/test rules, dashboard structure)"
 bash alerts/check.sh
