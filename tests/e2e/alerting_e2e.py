@@ -12,6 +12,11 @@ Sub-commands:
                                     the assertions; prints one line per check and a final
                                     "N passed, M failed"; exit 1 if anything failed
 
+`check` also reads the environment: E2E_TEAM_WEBHOOK_OUT (the team receiver's JSON lines),
+E2E_TARGETS_FILE (Prometheus' file_sd targets of the job), E2E_REPLICA (a second exporter
+with the same config, added to the targets for the HA case), E2E_FOR_SECONDS (the shortened
+`for:`), E2E_LOG_DIR and E2E_T0.
+
 Everything talks to 127.0.0.1 only.
 """
 
@@ -47,6 +52,10 @@ EXPECTED_ALERTS = [
     ("ApiTokenProbeFailing", "bitbucket-ratelimited"),
     ("ApiTokenProbeFailing", "admin-unreachable"),
 ]
+
+# The team every configured demo token carries (custom label on apitoken_info); the routing
+# case sends it to its own receiver.
+DEMO_TEAM = "demo"
 
 # Alerts that must not fire at all while the demo runs normally.
 FORBIDDEN_ALERTNAMES = ["ApiTokenExporterDown", "ApiTokenExporterConfigReloadFailed"]
@@ -530,6 +539,12 @@ def cmd_check(prom, webhook_out, dashboard_dir, timeout):
         got = stat_values.get(title)
         report.check(got == want, f"stat panel '{title}' shows {want}", f"got {got}")
 
+    # 7. HA: a second exporter with the same config, scraped as another instance of the job.
+    check_replicas(report, prom, webhook_out)
+
+    # 8. Routing: the route on `team` delivered the team's alerts to its own receiver.
+    check_team_route(report, os.environ.get("E2E_TEAM_WEBHOOK_OUT"))
+
     log_dir = os.environ.get("E2E_LOG_DIR")
     if report.failed and log_dir:
         for name in ("exporter.log", "prometheus.log", "alertmanager.log"):
@@ -546,6 +561,80 @@ def cmd_check(prom, webhook_out, dashboard_dir, timeout):
         report.info(f"e2e took {time.time() - float(t0):.0f}s in total")
     print(f"{report.passed} passed, {report.failed} failed", flush=True)
     return 0 if report.failed == 0 else 1
+
+
+def alert_identities(alerts, alertname, token):
+    """The distinct label sets of the firing alerts (alertname, token) among `alerts`."""
+    return {tuple(sorted(a["labels"].items())) for a in alerts
+            if a.get("status") == "firing" and a["labels"].get("alertname") == alertname
+            and a["labels"].get("token") == token}
+
+
+def check_replicas(report, prom, webhook_out):
+    targets, replica = os.environ.get("E2E_TARGETS_FILE"), os.environ.get("E2E_REPLICA")
+    if not targets or not replica:
+        report.check(False, "HA case: E2E_TARGETS_FILE and E2E_REPLICA are set")
+        return
+    with open(targets, encoding="utf-8") as f:
+        current = json.load(f)
+    current[0]["targets"].append(replica)
+    with open(targets + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(current, f)
+    os.replace(targets + ".tmp", targets)
+    # Bounded wait until Prometheus has the replica's token and inventory series.
+    deadline = time.monotonic() + 60
+    ready = False
+    while time.monotonic() < deadline and not ready:
+        tokens, _ = prom_query(prom, f'count(apitoken_last_probe_timestamp_seconds{{instance="{replica}"}})')
+        org, _ = prom_query(prom, f'count(apitoken_org_api_key_expiry_timestamp_seconds{{instance="{replica}"}})')
+        ready = bool(tokens) and tokens[0][1] == len(ALL_TOKENS) and bool(org)
+        if not ready:
+            time.sleep(1)
+    report.check(ready, f"HA: Prometheus scrapes the replica {replica} (all {len(ALL_TOKENS)} tokens and the inventory)")
+    # Long enough for a per-replica alert of the replica to fire and reach the webhook:
+    # `for:`, a few evaluation cycles, Alertmanager's group wait.
+    time.sleep(float(os.environ.get("E2E_FOR_SECONDS", "10")) + 10)
+    up, _ = prom_query(prom, 'count(up{job="apitoken-exporter"} == 1)')
+    report.check(bool(up) and up[0][1] == 2, "HA: both replicas are up", f"got {up}")
+
+    alerts = received_alerts(webhook_out)
+    for alertname, token in EXPECTED_ALERTS:
+        ids = alert_identities(alerts, alertname, token)
+        report.check(len(ids) == 1, f"HA: exactly one {alertname} alert for {token} at the webhook",
+                     f"{len(ids)}: " + " | ".join(",".join(f"{k}={v}" for k, v in i if k in ("instance", "pod"))
+                                                 or "(no instance)" for i in sorted(ids)))
+    # In Prometheus: per-token and org alerts carry no replica label and are not doubled.
+    # ApiTokenProbeStale and the exporter alerts are per replica by design.
+    per_replica = 'alertname!~"ApiTokenProbeStale|ApiTokenExporter.*"'
+    doubled, err = prom_query(prom, f'count by (alertname, token) (ALERTS{{alertstate="firing", token!="", {per_replica}}}) > 1')
+    report.check(err is None and not doubled, "HA: no per-token alert fires twice in Prometheus",
+                 err or str([s[0] for s in doubled or []]))
+    with_instance, err = prom_query(prom, f'ALERTS{{alertstate="firing", instance!="", {per_replica}}}')
+    report.check(err is None and not with_instance, "HA: no per-token or org alert carries an instance label",
+                 err or str(sorted({s[0].get("alertname") for s in with_instance or []})))
+    org_doubled, err = prom_query(
+        prom, 'count by (alertname, org, key_id, token_id) (ALERTS{alertstate="firing", org!=""}) > 1')
+    report.check(err is None and not org_doubled, "HA: one alert per org key and org token",
+                 err or str([s[0] for s in org_doubled or []]))
+    for alertname in FORBIDDEN_ALERTNAMES:
+        got = [a for a in received_alerts(webhook_out) if a["labels"].get("alertname") == alertname]
+        report.check(not got, f"HA: {alertname} did not fire", f"{len(got)} notifications")
+
+
+def check_team_route(report, team_webhook_out):
+    if not team_webhook_out:
+        report.check(False, "routing: E2E_TEAM_WEBHOOK_OUT is set")
+        return
+    alerts = received_alerts(team_webhook_out)
+    pairs = firing_pairs(alerts)
+    for alertname, token in EXPECTED_ALERTS:
+        alert = pairs.get((alertname, token))
+        report.check(alert is not None and alert["labels"].get("team") == DEMO_TEAM,
+                     f'routing: the route on team="{DEMO_TEAM}" delivered {alertname} for {token} to the team receiver',
+                     "not received" if alert is None else f"labels {alert['labels']}")
+    strays = sorted({(a["labels"].get("alertname"), a["labels"].get("team")) for a in alerts
+                     if a["labels"].get("team") != DEMO_TEAM})
+    report.check(not strays, "routing: the team receiver got only the team's alerts", str(strays))
 
 
 def main(argv):
