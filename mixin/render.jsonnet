@@ -19,7 +19,7 @@ function(config={})
       + yaml(mixin.prometheusAlerts),
 
     // The same rules for the Prometheus Operator (docs/kubernetes.md).
-    'deploy/kubernetes/prometheusrule.yaml':
+    'deploy/kubernetes/base/prometheusrule.yaml':
       generated + yaml({
         apiVersion: 'monitoring.coreos.com/v1',
         kind: 'PrometheusRule',
@@ -29,7 +29,7 @@ function(config={})
 
     // The dashboards for the Grafana sidecar, which loads every ConfigMap labelled
     // grafana_dashboard (the Grafana Helm chart's default label).
-    'deploy/kubernetes/grafana-dashboards.yaml':
+    'deploy/kubernetes/base/grafana-dashboards.yaml':
       generated + yaml({
         apiVersion: 'v1',
         kind: 'ConfigMap',

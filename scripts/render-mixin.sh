@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Renders the monitoring mixin (mixin/) into the files it owns:
 #   alerts/apitoken.rules.yml, dashboards/*.json,
-#   deploy/kubernetes/prometheusrule.yaml, deploy/kubernetes/grafana-dashboards.yaml
+#   deploy/kubernetes/base/prometheusrule.yaml, deploy/kubernetes/base/grafana-dashboards.yaml
 #
 #   scripts/render-mixin.sh                      write them into the repository
 #   scripts/render-mixin.sh --check              render to a temp dir and fail (exit 1, with the

@@ -31,6 +31,9 @@ bash scripts/render-mixin.sh --check
 step "alert rules and dashboards (promtool check/test rules, dashboard structure)"
 bash alerts/check.sh
 
+step "Kubernetes manifests (kubectl kustomize, kubernetes-validate schemas, PrometheusRule and dashboard ConfigMap)"
+bash tests/kubernetes/check.sh
+
 for t in tests/e2e/*.sh; do
   step "end-to-end: $t"
   APITOKEN_EXPORTER_BIN="$PWD/target/debug/apitoken_exporter" bash "$t"
