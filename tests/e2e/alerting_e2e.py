@@ -35,7 +35,7 @@ import urllib.request
 LOOPBACK = "127.0.0.1"
 
 # ---------------------------------------------------------------- the demo's tokens
-# What `apitoken_exporter demo` is specified to produce (see the e2e brief / SPEC §5).
+# What `apitoken_exporter demo` produces (README: Quick start and Metrics; src/demo.rs).
 # demo-org-admin-key: the implicit token watching the organization's admin key
 VALID_TOKENS = ["jira-valid", "confluence-valid", "bitbucket-valid", "admin-valid", "demo-org-admin-key"]
 
@@ -139,7 +139,7 @@ METRIC_CONTRACT = [
     ('apitoken_info{token="jira-expiring",expiry_source="org_inventory"}', (1, 1)),
 ]
 
-# Per-token series that must exist for every demo token (SPEC §5).
+# Per-token series that must exist for every demo token (README: Metrics).
 PER_TOKEN_METRICS = [
     "apitoken_probe_success",
     "apitoken_last_probe_timestamp_seconds",
@@ -450,7 +450,7 @@ def cmd_check(prom, webhook_out, dashboard_dir, timeout):
         got = [a for a in alerts if a["labels"].get("alertname") == alertname]
         report.check(not got, f"{alertname} did not fire", f"{len(got)} notifications")
 
-    # 4. The exporter's metrics match SPEC §5 and the demo description.
+    # 4. The exporter's metrics match the README's Metrics section and the demo description.
     for expr, bounds in METRIC_CONTRACT:
         samples, err = prom_query(prom, expr)
         if err:
