@@ -78,6 +78,6 @@
     dashboardTags: ['apitoken-exporter', 'atlassian', 'security'],
     dashboardRefresh: '1m',
     // The routing label the dashboard's "By team" row filters and groups on.
-    dashboardTeamLabel: self.routingLabels[0],
+    dashboardTeamLabel: if std.length(self.routingLabels) > 0 then self.routingLabels[0] else 'team',
   },
 }
