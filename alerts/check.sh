@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Static checks of the shipped alert rules and dashboards:
+# Static checks of the shipped alert rules and dashboards (both rendered from mixin/):
 #   1. promtool check rules   alerts/apitoken.rules.yml
 #   2. promtool test rules    alerts/apitoken.rules.test.yml
-#   3. structure of every dashboards/*.json (python3 stdlib)
-# Exits non-zero if any check fails. A missing promtool is a failure, never a skip:
-# scripts/install-test-deps.sh installs it first.
+#   3. promtool test rules    mixin/tests/custom-config.test.yml, against the rules rendered
+#                             with mixin/tests/custom-config.jsonnet (another job name and
+#                             routing label)
+#   4. structure of every dashboards/*.json (python3 stdlib)
+# Exits non-zero if any check fails. A missing promtool or jsonnet is a failure, never a
+# skip: scripts/install-test-deps.sh installs them first. (scripts/render-mixin.sh --check,
+# a step of its own in scripts/test.sh, checks that the committed files are the mixin's.)
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,7 +27,7 @@ result() { # name, exit status
 }
 
 if ! bash scripts/install-test-deps.sh; then
-  echo "FAIL - scripts/install-test-deps.sh could not install promtool" >&2
+  echo "FAIL - scripts/install-test-deps.sh could not install promtool and jsonnet" >&2
   exit 1
 fi
 if ! command -v promtool >/dev/null 2>&1; then
@@ -37,6 +41,13 @@ result "promtool check rules alerts/apitoken.rules.yml" $?
 # promtool resolves rule_files relative to the test file.
 promtool test rules alerts/apitoken.rules.test.yml
 result "promtool test rules alerts/apitoken.rules.test.yml" $?
+
+custom="$(mktemp -d)"
+trap 'rm -rf "$custom"' EXIT
+bash scripts/render-mixin.sh --out "$custom" --config "$(cat mixin/tests/custom-config.jsonnet)" >/dev/null \
+  && cp mixin/tests/custom-config.test.yml "$custom/alerts/" \
+  && promtool test rules "$custom/alerts/custom-config.test.yml"
+result "promtool test rules mixin/tests/custom-config.test.yml (rules rendered with another job name)" $?
 
 shopt -s nullglob
 dashboards=(dashboards/*.json)

@@ -1,9 +1,44 @@
 #!/usr/bin/env bash
-# Installs the tools the alert-rule, dashboard and end-to-end tests need, from Debian's
-# packages. Idempotent: does nothing when every command is already on PATH.
+# Installs the tools the alert-rule, dashboard, mixin, Kubernetes and end-to-end tests need:
+# Debian packages, and pinned Python packages from PyPI. Idempotent: does nothing when every
+# command is already on PATH and every Python package is at its pinned version.
 #
-# To add a tool, append "command:debian-package" to REQUIRED below.
+# To add a tool, append "command:debian-package" to REQUIRED, or "module:package==version"
+# to PYTHON_REQUIRED below. (kubectl is not installed here: Debian's kubernetes-client is
+# too old for the kustomize features the Kubernetes check needs; tests/kubernetes/check.sh
+# says so when the kubectl on PATH is missing or too old.)
 set -euo pipefail
+
+# python-module:pypi-package==version, installed with `python3 -m pip`
+PYTHON_REQUIRED=(
+  "kubernetes_validate:kubernetes-validate==1.32.0"
+)
+
+install_python_packages() {
+  local entry module spec want have missing=()
+  for entry in "${PYTHON_REQUIRED[@]}"; do
+    module="${entry%%:*}"
+    spec="${entry#*:}"
+    want="${spec#*==}"
+    have="$(python3 -c "import importlib.metadata as m; print(m.version('${spec%%==*}'))" 2>/dev/null || true)"
+    if [ "$have" != "$want" ] || ! python3 -c "import $module" 2>/dev/null; then
+      missing+=("$spec")
+    fi
+  done
+  if [ "${#missing[@]}" -eq 0 ]; then
+    echo "install-test-deps: python packages present (${PYTHON_REQUIRED[*]})"
+    return 0
+  fi
+  echo "install-test-deps: installing python packages ${missing[*]}"
+  python3 -m pip install --quiet --disable-pip-version-check "${missing[@]}"
+  for entry in "${PYTHON_REQUIRED[@]}"; do
+    module="${entry%%:*}"
+    if ! python3 -c "import $module" 2>/dev/null; then
+      echo "install-test-deps: python module '$module' still missing after install" >&2
+      return 1
+    fi
+  done
+}
 
 # command-name:debian-package (Debian names the Alertmanager binary prometheus-alertmanager)
 REQUIRED=(
@@ -12,6 +47,7 @@ REQUIRED=(
   "prometheus-alertmanager:prometheus-alertmanager"
   "amtool:prometheus-alertmanager"
   "chromium:chromium"
+  "jsonnet:jsonnet"
 )
 
 missing_pkgs=()
@@ -29,6 +65,7 @@ done
 
 if [ "${#missing_pkgs[@]}" -eq 0 ]; then
   echo "install-test-deps: all present (${REQUIRED[*]})"
+  install_python_packages
   exit 0
 fi
 
@@ -68,4 +105,5 @@ for entry in "${REQUIRED[@]}"; do
     status=1
   fi
 done
+install_python_packages || status=1
 exit "$status"

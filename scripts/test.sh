@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "installing test tools (Debian packages)"
+step "installing test tools (Debian packages, pinned PyPI packages)"
 bash scripts/install-test-deps.sh
 
 step "cargo fmt --all --check"
@@ -46,8 +46,14 @@ cargo build --locked
 step "cargo test --workspace (the exporter and the simulator crate)"
 cargo test --locked --workspace --no-fail-fast
 
+step "monitoring mixin: the committed rules, dashboards and Kubernetes manifests are its output (jsonnet)"
+bash scripts/render-mixin.sh --check
+
 step "alert rules and dashboards (promtool check/test rules, dashboard structure)"
 bash alerts/check.sh
+
+step "Kubernetes manifests (kubectl kustomize, kubernetes-validate schemas, PrometheusRule and dashboard ConfigMap)"
+bash tests/kubernetes/check.sh
 
 for t in tests/e2e/*.sh; do
   step "end-to-end: $t"

@@ -2,11 +2,15 @@
 # End-to-end test of the shipped alert rules and dashboards against the real thing:
 #
 #   apitoken_exporter demo  <-scrape-  prometheus (rules: a copy of alerts/apitoken.rules.yml
-#                                       with `for:` shortened)  -->  alertmanager  -->  webhook
+#   (+ a second demo as a           with `for:` shortened)  -->  alertmanager  -->  webhook
+#    replica, added later)                         (route team="demo" --> team webhook too)
 #
 # Asserts that the demo's broken tokens raise their alerts at the webhook, that nothing fires
-# for the valid tokens, that the exporter's series match the spec, and that every PromQL
-# expression of dashboards/*.json evaluates (with data) against that Prometheus.
+# for the valid tokens, that the exporter's series match the spec, that every PromQL
+# expression of dashboards/*.json evaluates (with data) against that Prometheus; then, with a
+# second exporter of the same config scraped as another instance of the job (HA), that each
+# token still raises exactly one alert, and that an Alertmanager route on `team` delivers the
+# team's alerts to its own receiver.
 #
 # Environment:
 #   APITOKEN_EXPORTER_BIN  exporter binary (default target/debug/apitoken_exporter)
@@ -88,22 +92,33 @@ if [ ! -x "$BIN" ]; then
 fi
 
 TMP="$(mktemp -d /tmp/apitoken-e2e.XXXXXX)"
-read -r EXPORTER_PORT PROM_PORT AM_PORT WEBHOOK_PORT < <(python3 "$HELPER" free-ports 4)
-[ -n "${WEBHOOK_PORT:-}" ] || setup_fail "could not pick free ports"
+read -r EXPORTER_PORT EXPORTER2_PORT PROM_PORT AM_PORT WEBHOOK_PORT TEAM_WEBHOOK_PORT \
+  < <(python3 "$HELPER" free-ports 6)
+[ -n "${TEAM_WEBHOOK_PORT:-}" ] || setup_fail "could not pick free ports"
 EXPORTER="127.0.0.1:$EXPORTER_PORT"
+EXPORTER2="127.0.0.1:$EXPORTER2_PORT"
 PROM="127.0.0.1:$PROM_PORT"
 AM="127.0.0.1:$AM_PORT"
 WEBHOOK_OUT="$TMP/webhook.jsonl"
-echo "# exporter $EXPORTER, prometheus $PROM, alertmanager $AM, webhook 127.0.0.1:$WEBHOOK_PORT, tmp $TMP"
+TEAM_WEBHOOK_OUT="$TMP/webhook-team.jsonl"
+TARGETS="$TMP/targets.json"
+echo "# exporters $EXPORTER and $EXPORTER2 (replica), prometheus $PROM, alertmanager $AM," \
+  "webhooks 127.0.0.1:$WEBHOOK_PORT and 127.0.0.1:$TEAM_WEBHOOK_PORT (team), tmp $TMP"
 
-# -- webhook receiver (stops by itself after TIMEOUT + 300 s at the latest)
+# -- webhook receivers (stop by themselves after TIMEOUT + 300 s at the latest)
 python3 "$HELPER" webhook "$WEBHOOK_PORT" "$WEBHOOK_OUT" $((TIMEOUT + 300)) >"$TMP/webhook.log" 2>&1 &
 PIDS+=("$!")
+python3 "$HELPER" webhook "$TEAM_WEBHOOK_PORT" "$TEAM_WEBHOOK_OUT" $((TIMEOUT + 300)) >"$TMP/webhook-team.log" 2>&1 &
+PIDS+=("$!")
 
-# -- exporter
+# -- exporters: the second runs the same demo (same tokens) and is scraped only from the HA
+#    case on, when the checks add it to the targets file
 "$BIN" demo --web.listen-address="$EXPORTER" >"$TMP/exporter.log" 2>&1 &
 PIDS+=("$!")
 python3 "$HELPER" wait-http "http://$EXPORTER/metrics" 30 "${PIDS[-1]}" || setup_fail "exporter did not serve /metrics"
+"$BIN" demo --web.listen-address="$EXPORTER2" >"$TMP/exporter2.log" 2>&1 &
+PIDS+=("$!")
+python3 "$HELPER" wait-http "http://$EXPORTER2/metrics" 30 "${PIDS[-1]}" || setup_fail "second exporter did not serve /metrics"
 
 # -- alertmanager
 mkdir -p "$TMP/alertmanager"
@@ -114,10 +129,21 @@ route:
   group_wait: 1s
   group_interval: 1s
   repeat_interval: 4h
+  routes:
+    # the routing case: the demo tokens' team has its own receiver; with `continue`, every
+    # alert still reaches the main webhook (the catch-all route below)
+    - matchers: ['team="demo"']
+      receiver: team-demo
+      continue: true
+    - receiver: webhook
 receivers:
   - name: webhook
     webhook_configs:
       - url: http://127.0.0.1:$WEBHOOK_PORT/alerts
+        send_resolved: true
+  - name: team-demo
+    webhook_configs:
+      - url: http://127.0.0.1:$TEAM_WEBHOOK_PORT/alerts
         send_resolved: true
 EOF
 "$ALERTMANAGER" \
@@ -135,6 +161,7 @@ python3 "$HELPER" rewrite-rules alerts/apitoken.rules.yml "$TMP/apitoken.rules.y
 promtool check rules "$TMP/apitoken.rules.yml" >"$TMP/promtool.log" 2>&1 \
   || setup_fail "the rewritten rule file does not load"
 mkdir -p "$TMP/prometheus"
+printf '[{"targets": ["%s"]}]\n' "$EXPORTER" >"$TARGETS"
 cat >"$TMP/prometheus.yml" <<EOF
 global:
   scrape_interval: 2s
@@ -148,8 +175,9 @@ rule_files:
   - $TMP/apitoken.rules.yml
 scrape_configs:
   - job_name: apitoken-exporter
-    static_configs:
-      - targets: ['$EXPORTER']
+    file_sd_configs:
+      - files: ['$TARGETS']
+        refresh_interval: 1s
 EOF
 prometheus \
   --config.file="$TMP/prometheus.yml" \
@@ -162,7 +190,8 @@ python3 "$HELPER" wait-http "http://$PROM/-/ready" 30 "${PIDS[-1]}" || setup_fai
 # -- the assertions (the helper prints the log tails on failure, the timing, and last the
 #    "N passed, M failed" line)
 #    Run in the background and `wait`, so a TERM/INT reaches the trap at once.
-E2E_T0="$T0" E2E_LOG_DIR="$TMP" \
+E2E_T0="$T0" E2E_LOG_DIR="$TMP" E2E_FOR_SECONDS="${SHORT_FOR%s}" \
+  E2E_TEAM_WEBHOOK_OUT="$TEAM_WEBHOOK_OUT" E2E_TARGETS_FILE="$TARGETS" E2E_REPLICA="$EXPORTER2" \
   python3 "$HELPER" check "http://$PROM" "$WEBHOOK_OUT" "$ROOT/dashboards" "$TIMEOUT" &
 PIDS+=("$!")
 wait "$!"

@@ -1,0 +1,2 @@
+// Every dashboard of the mixin, by file name.
+(import 'overview.libsonnet')
