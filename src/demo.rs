@@ -7,14 +7,21 @@
 //! more than 90 days, two BLOCKED) and 3 admin API keys (one expiring in 5 days). Its key
 //! is watched by the implicit `demo-org-admin-key` token, and `jira-expiring` is linked to
 //! its inventory entry by `org_token_id` (`expiry_source="org_inventory"`).
+//!
+//! `jira-service-account` is a service account's OAuth 2.0 client credentials
+//! (`auth: oauth2`) through the simulated API gateway, and `bitbucket-valid` is a scoped
+//! Bitbucket API token whose scopes and credential type the vendor reports.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use apitoken_sim::{Behaviour, Credential, OrgApiKey, OrgToken, RunningSimulator, Simulator};
+use apitoken_sim::{
+    Behaviour, Credential, OrgApiKey, OrgToken, RunningSimulator, ScopedToken, Simulator,
+};
 use url::Url;
 
 use crate::config::{Config, ExpirySource, Global, OrgConfig, TokenConfig};
+use crate::providers::oauth::OAuth2Settings;
 use crate::providers::{atlassian, AuthKind, Provider};
 use crate::secret::{Secret, SecretSource};
 use crate::util::unix_now;
@@ -22,6 +29,8 @@ use crate::util::unix_now;
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(15);
 pub const FIRST_PROBES_WITHIN: Duration = Duration::from_secs(5);
 const DAY: i64 = 86_400;
+/// How long the demo's OAuth access tokens live (Atlassian: 60 minutes).
+const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
 pub const ORG_NAME: &str = "demo-org";
 const ORG_ID: &str = "d3m0a1b2-0000-4000-8000-000000000001";
@@ -44,7 +53,15 @@ struct DemoToken {
     expected_account: Option<&'static str>,
     expiry: Expiry,
     revoked_hours_ago: Option<i64>,
+    /// A service account's OAuth client id: the token is `auth: oauth2` through the
+    /// simulated API gateway, its secret the client secret.
+    oauth_client: Option<&'static str>,
+    /// A scoped API token: the scopes the vendor reports for it.
+    scopes: Option<&'static [&'static str]>,
 }
+
+/// The simulated API gateway site of the demo's service account (`/ex/jira/{cloudId}`).
+const GATEWAY_SITE: &str = "/ex/jira/d3m0c10d-0000-4000-8000-000000000001";
 
 enum Expiry {
     None,
@@ -63,6 +80,8 @@ fn scenario() -> Vec<DemoToken> {
         expected_account: None,
         expiry,
         revoked_hours_ago: None,
+        oauth_client: None,
+        scopes: None,
     };
     vec![
         t(
@@ -103,6 +122,17 @@ fn scenario() -> Vec<DemoToken> {
             Dead,
             Expiry::InDays(40),
         ),
+        DemoToken {
+            oauth_client: Some("d3m0-service-account-client"),
+            account: "712020:d3m0-service-account",
+            ..t(
+                "jira-service-account",
+                atlassian::jira::PROVIDER,
+                Some(GATEWAY_SITE),
+                Valid,
+                Expiry::InDays(180),
+            )
+        },
         t(
             "confluence-valid",
             atlassian::confluence::PROVIDER,
@@ -121,13 +151,16 @@ fn scenario() -> Vec<DemoToken> {
                 Expiry::InDays(90),
             )
         },
-        t(
-            "bitbucket-valid",
-            atlassian::bitbucket::PROVIDER,
-            Some(""),
-            Valid,
-            Expiry::None,
-        ),
+        DemoToken {
+            scopes: Some(&["read:user:bitbucket", "read:repository:bitbucket"]),
+            ..t(
+                "bitbucket-valid",
+                atlassian::bitbucket::PROVIDER,
+                Some(""),
+                Valid,
+                Expiry::None,
+            )
+        },
         t(
             "bitbucket-ratelimited",
             atlassian::bitbucket::PROVIDER,
@@ -201,7 +234,8 @@ fn org_tokens(now: i64, in_days: impl Fn(&str) -> Option<i64>) -> Vec<OrgToken> 
             account_id: DEMO_ACCOUNT.into(),
             user_name: "Demo Account".into(),
             user_email: "demo@demo.example".into(),
-            created_at: now - 30 * DAY,
+            // A year-long token: its lifetime keeps the fixed 30 d / 7 d thresholds.
+            created_at: now - 360 * DAY,
             expires_at,
             last_active_at: Some(now - 3600),
         });
@@ -221,7 +255,8 @@ fn org_api_keys(now: i64) -> Vec<OrgApiKey> {
         label: label.into(),
         created_by_name: "Demo Admin".into(),
         created_by_email: "admin@demo.example".into(),
-        created_at: now - 10 * DAY,
+        // Long-lived keys: a lifetime-aware threshold min(14 d, lifetime/4) stays 14 d.
+        created_at: now - 60 * DAY,
         expires_at: Some(now + days * DAY),
     })
     .collect()
@@ -256,15 +291,25 @@ pub async fn start() -> Result<(Config, RunningSimulator), String> {
     sim.add_org_tokens(ORG_ID, org_tokens(now, expiry_in));
     sim.add_org_api_keys(ORG_ID, org_api_keys(now));
     for (t, secret) in tokens.iter().zip(&secrets) {
-        sim.add_credential(
-            secret,
-            Credential {
-                account_id: t.account.into(),
-                email: format!("{}@demo.example", t.name),
-                username: t.name.replace('-', "_"),
-                behaviour: t.behaviour.clone(),
-            },
-        );
+        let cred = Credential {
+            account_id: t.account.into(),
+            email: format!("{}@demo.example", t.name),
+            username: t.name.replace('-', "_"),
+            behaviour: t.behaviour.clone(),
+        };
+        match t.oauth_client {
+            Some(client_id) => sim.add_oauth_client(client_id, secret, cred, ACCESS_TOKEN_LIFETIME),
+            None => sim.add_credential(secret, cred),
+        }
+        if let Some(scopes) = t.scopes {
+            sim.set_scoped_token(
+                secret,
+                ScopedToken {
+                    credential_type: "api_token".into(),
+                    scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                },
+            );
+        }
     }
     let running = sim
         .start(([127, 0, 0, 1], 0).into())
@@ -294,9 +339,21 @@ pub async fn start() -> Result<(Config, RunningSimulator), String> {
             name: t.name.into(),
             provider: t.provider,
             site,
-            auth: t.provider.default_auth(),
-            oauth2: None,
-            email: (t.provider.default_auth() == AuthKind::Basic)
+            auth: if t.oauth_client.is_some() {
+                AuthKind::OAuth2
+            } else {
+                t.provider.default_auth()
+            },
+            oauth2: match t.oauth_client {
+                Some(client_id) => Some(OAuth2Settings {
+                    client_id: client_id.into(),
+                    token_url: Url::parse(&format!("{}/oauth/token", running.base_url()))
+                        .map_err(|e| format!("demo token URL: {e}"))?,
+                    scopes: vec!["read:jira-user".into()],
+                }),
+                None => None,
+            },
+            email: (t.provider.default_auth() == AuthKind::Basic && t.oauth_client.is_none())
                 .then(|| format!("{}@demo.example", t.name)),
             secret: SecretSource::Static(Secret::new(secret)),
             expires_at,

@@ -268,7 +268,7 @@ local promql = import '../lib/promql.libsonnet';
             tooltip: { mode: 'single', sort: 'none' },
           },
         },
-        g.timeseries(14, 'Probe error rate by reason', 'Failed probes per second by reason (timeout, connect, tls, rate_limited, http_5xx, bad_response, credential_unavailable).', g.grid(0, 37, 12, 8),
+        g.timeseries(14, 'Probe error rate by reason', 'Failed probes per second by reason (timeout, connect, tls, rate_limited, http_5xx, bad_response, credential_unavailable, forbidden).', g.grid(0, 37, 12, 8),
                      'sum by (reason) (rate(%s[$__rate_interval]))' % m('apitoken_probe_errors_total'), '{{reason}}', 'reqps'),
         g.timeseries(15, 'Probe errors by token', 'Failed probes per second per token and reason.', g.grid(12, 37, 12, 8),
                      'sum by (token, reason) (rate(%s[$__rate_interval]))' % m('apitoken_probe_errors_total'), '{{token}}: {{reason}}', 'reqps'),

@@ -110,6 +110,16 @@ pub(crate) fn basic_login(
     }
 }
 
+/// A Bearer login on the API gateway: a known, live credential authenticates; a dead one
+/// fails (the gateway has no anonymous fallback, so the endpoints answer 401 either way).
+pub(crate) fn bearer_login(cred: Option<&Credential>) -> Login {
+    match cred {
+        None => Login::Mistyped,
+        Some(c) if matches!(c.behaviour, Behaviour::Dead) => Login::Failed,
+        Some(c) => Login::Authenticated(c.clone()),
+    }
+}
+
 /// Whether a Bearer admin API key is accepted: a known secret that authenticates (`Valid`,
 /// or `Slow`, which answers as `Valid` once it has slept). Dead keys have no anonymous
 /// fallback on the Admin API.

@@ -404,3 +404,67 @@ mod tests {
         assert!(r.json().get("data").is_none());
     }
 }
+
+/// An endpoint that fails on every nth request (e.g. Jira's anonymous side probe under
+/// Atlassian's API-token rate limits), whatever the credential.
+pub(crate) struct Flaky {
+    suffix: String,
+    every: u64,
+    status: u16,
+    retry_after: Option<String>,
+    seen: u64,
+}
+
+impl Flaky {
+    pub(crate) fn new(suffix: &str, every: u64, status: u16, retry_after: Option<&str>) -> Self {
+        Self {
+            suffix: suffix.to_string(),
+            every: every.max(1),
+            status,
+            retry_after: retry_after.map(str::to_string),
+            seen: 0,
+        }
+    }
+}
+
+/// The failure a [`Flaky`] endpoint owes this request, if any.
+pub(crate) fn flaky_answer(sim: &Simulator, path: &str) -> Option<Response> {
+    let mut flaky = lock(&sim.inner.flaky);
+    let f = flaky.iter_mut().find(|f| path.ends_with(&f.suffix))?;
+    f.seen += 1;
+    if f.seen % f.every != 0 {
+        return None;
+    }
+    Some(match f.status {
+        429 => rate_limited(f.retry_after.as_deref()),
+        300..=399 => redirect("/login"),
+        status => server_error(status),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod flaky_tests {
+    use crate::test_support::*;
+    use crate::{Behaviour, Simulator};
+
+    #[tokio::test]
+    async fn a_flaky_endpoint_fails_every_nth_request_only() {
+        let sim = Simulator::new();
+        sim.add_credential("dead", cred(Behaviour::Dead));
+        sim.flaky_endpoint("/rest/api/3/project/search", 2, 429, Some("7"));
+        let running = start(&sim).await;
+        let base = running.base_url();
+        let search = format!("{base}/rest/api/3/project/search");
+        let first = basic(&search, EMAIL, "dead").await;
+        assert_anonymous_project_page(&first);
+        let second = basic(&search, EMAIL, "dead").await;
+        assert_eq!(second.status, 429);
+        assert_eq!(second.header("retry-after").as_deref(), Some("7"));
+        assert_anonymous_project_page(&basic(&search, EMAIL, "dead").await);
+        // Other endpoints are untouched.
+        for _ in 0..3 {
+            assert_jira_401(&basic(&format!("{base}/rest/api/3/myself"), EMAIL, "dead").await);
+        }
+    }
+}

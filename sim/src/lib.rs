@@ -142,6 +142,11 @@ struct Counters {
 struct Inner {
     started: Instant,
     credentials: Mutex<HashMap<String, Credential>>,
+    /// Scoped API tokens: the credential type and scopes Bitbucket reports for a secret.
+    scoped: Mutex<HashMap<String, ScopedToken>>,
+    oauth: Mutex<atlassian::oauth::OAuthState>,
+    /// Endpoints that fail on every nth request (see [`Simulator::flaky_endpoint`]).
+    flaky: Mutex<Vec<faults::Flaky>>,
     closed_sites: Mutex<HashSet<String>>,
     counters: Mutex<Counters>,
     orgs: Mutex<HashMap<String, SimOrg>>,
@@ -244,6 +249,9 @@ impl Simulator {
             inner: Arc::new(Inner {
                 started: Instant::now(),
                 credentials: Mutex::new(HashMap::new()),
+                scoped: Mutex::new(HashMap::new()),
+                oauth: Mutex::new(atlassian::oauth::OAuthState::default()),
+                flaky: Mutex::new(Vec::new()),
                 closed_sites: Mutex::new(HashSet::new()),
                 counters: Mutex::new(Counters::default()),
                 orgs: Mutex::new(HashMap::new()),
@@ -323,8 +331,48 @@ impl Simulator {
         })
     }
 
+    /// The credential registered under `secret`, or the service account a live OAuth
+    /// access token belongs to.
     fn lookup(&self, secret: &str) -> Option<Credential> {
-        lock(&self.inner.credentials).get(secret).cloned()
+        let registered = lock(&self.inner.credentials).get(secret).cloned();
+        registered.or_else(|| lock(&self.inner.oauth).account(secret))
+    }
+
+    /// Makes `secret` a scoped API token: Bitbucket answers with `x-credential-type` and
+    /// `x-oauth-scopes`, and `/2.0/user` is 403 unless the scopes include
+    /// `read:user:bitbucket` (as for an API token created without it).
+    pub fn set_scoped_token(&self, secret: &str, token: ScopedToken) {
+        lock(&self.inner.scoped).insert(secret.to_string(), token);
+    }
+
+    /// Registers an OAuth 2.0 client (a service account's credential): `POST
+    /// {prefix}/oauth/token` exchanges `client_id` + `client_secret` for access tokens that
+    /// authenticate as `account` on gateway sites (`/ex/…`) for `expires_in`.
+    pub fn add_oauth_client(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        account: Credential,
+        expires_in: Duration,
+    ) {
+        lock(&self.inner.oauth).add_client(client_id, client_secret, account, expires_in);
+    }
+
+    /// Token requests made for `client_id` so far (refused ones included).
+    pub fn oauth_exchanges(&self, client_id: &str) -> u64 {
+        lock(&self.inner.oauth).exchanges(client_id)
+    }
+
+    /// Every access token issued so far stops working at once (revoked early).
+    pub fn expire_access_tokens(&self) {
+        lock(&self.inner.oauth).expire_all();
+    }
+
+    /// Requests whose path ends with `suffix` (e.g. `/rest/api/3/project/search`) answer
+    /// `status` on every `every`th request (1 = always), with `Retry-After` when given for
+    /// a 429, or a redirect for a 3xx; the others are answered normally.
+    pub fn flaky_endpoint(&self, suffix: &str, every: u64, status: u16, retry_after: Option<&str>) {
+        lock(&self.inner.flaky).push(faults::Flaky::new(suffix, every, status, retry_after));
     }
 
     fn is_closed(&self, prefix: &str) -> bool {
@@ -406,6 +454,19 @@ struct Incoming<'a> {
     base: &'a str,
     /// The site allows anonymous access (see [`Simulator::close_site`]).
     open: bool,
+    /// The site is the API gateway form (`/ex/jira/{cloudId}`, …), where scoped tokens and
+    /// OAuth access tokens are accepted as Bearer.
+    gateway: bool,
+    /// What the secret is as a scoped API token, if registered.
+    scoped: Option<&'a ScopedToken>,
+}
+
+/// A scoped API token (Bitbucket API tokens are always scoped).
+#[derive(Clone, Debug)]
+pub struct ScopedToken {
+    /// `x-credential-type`: `api_token`, `repo_access_token`, …
+    pub credential_type: String,
+    pub scopes: Vec<String>,
 }
 
 async fn handle(State(sim): State<Simulator>, req: Request) -> Response {
@@ -413,7 +474,7 @@ async fn handle(State(sim): State<Simulator>, req: Request) -> Response {
     let query = req.uri().query().map(str::to_string);
     let method = req.method().clone();
     let headers = req.headers().clone();
-    drop(req);
+    let body = req.into_body();
 
     if path == STATS_PATH {
         // Not counted, so that polling the stats does not change them.
@@ -422,6 +483,16 @@ async fn handle(State(sim): State<Simulator>, req: Request) -> Response {
 
     let auth = parse_auth(&headers);
     let _guard = sim.enter(auth.secret());
+
+    if let Some(resp) = faults::flaky_answer(&sim, &path) {
+        return resp;
+    }
+    if path.ends_with(atlassian::oauth::TOKEN) && method == Method::POST {
+        let form = axum::body::to_bytes(body, 64 * 1024)
+            .await
+            .unwrap_or_default();
+        return lock(&sim.inner.oauth).exchange(&String::from_utf8_lossy(&form));
+    }
 
     if faults::is_redirect_target(&path) {
         return faults::redirect_target(&sim, &headers);
@@ -455,11 +526,18 @@ async fn handle(State(sim): State<Simulator>, req: Request) -> Response {
     }
 
     let base = format!("{}{prefix}", base_url_from(&headers));
+    let scoped = auth
+        .secret()
+        .and_then(|s| lock(&sim.inner.scoped).get(s).cloned());
+    let gateway = prefix.starts_with("/ex/");
     endpoint.answer(Incoming {
         auth: &auth,
         cred: cred.as_ref(),
         base: &base,
-        open: !sim.is_closed(prefix),
+        // The API gateway has no anonymous fallback.
+        open: !gateway && !sim.is_closed(prefix),
+        gateway,
+        scoped: scoped.as_ref(),
     })
 }
 

@@ -558,7 +558,10 @@ organizations:
         let c = Config::parse(ok).unwrap();
         let o = c.tokens[0].oauth2.as_ref().unwrap();
         assert_eq!(o.client_id, "abc");
-        assert_eq!(o.token_url.as_str(), "https://auth.atlassian.com/oauth/token");
+        assert_eq!(
+            o.token_url.as_str(),
+            "https://auth.atlassian.com/oauth/token"
+        );
         assert_eq!(o.scopes, ["read:jira-user"]);
 
         let p = problems("tokens:\n  - {name: sa, provider: jira, site: \"https://acme.atlassian.net\", auth: oauth2, oauth2: {client_id: abc}, token_env: X}\n");
@@ -569,13 +572,18 @@ organizations:
         let p = problems("tokens:\n  - {name: sa, provider: jira, site: \"https://api.atlassian.com/ex/jira/c1\", auth: oauth2, token_env: X}\n");
         assert_eq!(p, ["tokens[0] (sa).oauth2: required with auth: oauth2 (client_id, and optionally token_url and scopes)"]);
         let p = problems("tokens:\n  - {name: b, provider: bitbucket, email: e, oauth2: {client_id: abc}, token_env: X}\n");
-        assert_eq!(p, ["tokens[0] (b).oauth2: provider bitbucket cannot use OAuth client credentials"]);
+        assert_eq!(
+            p,
+            ["tokens[0] (b).oauth2: provider bitbucket cannot use OAuth client credentials"]
+        );
         let p = problems("tokens:\n  - {name: j, provider: jira, site: \"https://x\", email: e, oauth2: {client_id: abc}, token_env: X}\n");
         assert_eq!(p, ["tokens[0] (j).oauth2: only used with auth: oauth2"]);
         let p = problems("tokens:\n  - {name: sa, provider: jira, site: \"https://api.atlassian.com/ex/jira/c1\", auth: oauth2, oauth2: {client_id: abc, token_url: \"http://auth.example/t\"}, token_env: X}\n");
-        assert!(p[0].starts_with("tokens[0] (sa).oauth2.token_url: http:// would send credentials"), "{p:?}");
+        assert!(
+            p[0].starts_with("tokens[0] (sa).oauth2.token_url: http:// would send credentials"),
+            "{p:?}"
+        );
         let p = problems("tokens:\n  - {name: sa, provider: jira, site: \"https://api.atlassian.com/ex/jira/c1\", auth: oauth2, oauth2: {client_id: abc, secret: x}, token_env: X}\n");
         assert!(p[0].contains("unknown field `secret`"), "{p:?}");
     }
 }
-

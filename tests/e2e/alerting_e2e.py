@@ -37,7 +37,7 @@ LOOPBACK = "127.0.0.1"
 # ---------------------------------------------------------------- the demo's tokens
 # What `apitoken_exporter demo` produces (README: Quick start and Metrics; src/demo.rs).
 # demo-org-admin-key: the implicit token watching the organization's admin key
-VALID_TOKENS = ["jira-valid", "confluence-valid", "bitbucket-valid", "admin-valid", "demo-org-admin-key"]
+VALID_TOKENS = ["jira-valid", "jira-service-account", "confluence-valid", "bitbucket-valid", "admin-valid", "demo-org-admin-key"]
 
 # (alertname, token) pairs that must reach the webhook.
 EXPECTED_ALERTS = [
@@ -66,6 +66,7 @@ ALL_TOKENS = {
     "jira-expired": "jira",
     "jira-revoked": "jira",
     "jira-anonymous": "jira",
+    "jira-service-account": "jira",
     "confluence-valid": "confluence",
     "confluence-mismatch": "confluence",
     "bitbucket-valid": "bitbucket",
@@ -107,6 +108,12 @@ METRIC_CONTRACT = [
     ('apitoken_valid{token="confluence-mismatch"}', (1, 1)),
     ('apitoken_identity_mismatch{token="confluence-mismatch"}', (1, 1)),
     ('apitoken_valid{token="bitbucket-valid"}', (1, 1)),
+    ('apitoken_scope_info{token="bitbucket-valid",scope="read:user:bitbucket"}', (1, 1)),
+    ('apitoken_info{token="bitbucket-valid",credential_type="api_token",auth="basic"}', (1, 1)),
+    # the service account: OAuth 2.0 client credentials through the gateway site
+    ('apitoken_valid{token="jira-service-account"}', (1, 1)),
+    ('apitoken_info{token="jira-service-account",auth="oauth2",account_id="712020:d3m0-service-account"}', (1, 1)),
+    ('apitoken_lifetime_seconds{token="jira-expiring"}', (360 * 86400, 370 * 86400)),
     ('apitoken_days_until_expiry{token="bitbucket-valid"}', None),
     ('apitoken_expiry_timestamp_seconds{token="bitbucket-valid"}', None),
     ('apitoken_probe_success{token="bitbucket-ratelimited"}', (0, 0)),
@@ -131,7 +138,7 @@ METRIC_CONTRACT = [
     ('apitoken_probes_total{token="admin-unreachable",result="error"}', (1, 1e9)),
     ('apitoken_exporter_build_info', (1, 1)),
     ('apitoken_exporter_config_last_reload_successful', (1, 1)),
-    ('apitoken_exporter_tokens', (11, 11)),  # configured tokens; the implicit one is not counted
+    ('apitoken_exporter_tokens', (12, 12)),  # configured tokens; the implicit one is not counted
     ('apitoken_org_inventory_success{org="demo-org"}', (1, 1)),
     ('time() - apitoken_org_inventory_last_success_timestamp_seconds{org="demo-org"}', (-1, 120)),
     ('count(apitoken_org_token_last_active_timestamp_seconds{org="demo-org"})', (250, 400)),
@@ -150,17 +157,17 @@ PER_TOKEN_METRICS = [
 
 # The dashboard's stat panels, by title, and the value the demo must show.
 EXPECTED_STATS = {
-    "Valid": 7,  # jira-valid, jira-expiring, jira-revoked, confluence-valid, bitbucket-valid, admin-valid, demo-org-admin-key
+    "Valid": 8,  # jira-valid, jira-expiring, jira-revoked, jira-service-account, confluence-valid, bitbucket-valid, admin-valid, demo-org-admin-key
     "Expiring < 30d": 2,  # jira-expiring (5 days), admin-unreachable (25 days)
     "Expired": 1,  # jira-expired
     "Anonymous fallback": 1,  # jira-anonymous
     "Identity mismatch": 1,  # confluence-mismatch
     "Rejected": 1,  # jira-expired
     "Probe failing": 2,  # bitbucket-ratelimited, admin-unreachable
-    "Tokens": 12,  # 11 configured + the implicit demo-org-admin-key
+    "Tokens": 13,  # 12 configured + the implicit demo-org-admin-key
     "Exporter up": 1,
     "Config reload": 1,
-    "Configured tokens": 11,
+    "Configured tokens": 12,
 }
 
 # Metrics the rules and dashboards use when they exist (lifetimes, creation times) but

@@ -35,6 +35,7 @@ DEMO_TOKENS = {
     "jira-expired": {"state_re": r"\bexpired\b", "days": (-3650.0, 0.0)},
     "jira-revoked": {"state_re": r"revoked but still accepted"},
     "jira-anonymous": {"state_re": r"anonymous fallback"},
+    "jira-service-account": {"state": "valid"},
     "confluence-valid": {"state": "valid"},
     "confluence-mismatch": {"state_re": r"identity mismatch"},
     "bitbucket-valid": {"state": "valid"},

@@ -9,11 +9,12 @@ pub(crate) mod bitbucket;
 pub(crate) mod confluence;
 pub(crate) mod inventory;
 pub(crate) mod jira;
+pub(crate) mod oauth;
 
 use axum::http::header::HeaderName;
 use axum::response::Response;
 
-use crate::auth::basic_login;
+use crate::auth::{basic_login, bearer_login, AuthHeader};
 use crate::{Credential, Incoming};
 
 pub(crate) const X_AACCOUNTID: HeaderName = HeaderName::from_static("x-aaccountid");
@@ -64,16 +65,22 @@ impl Endpoint {
             cred,
             base,
             open,
+            gateway,
+            scoped,
         } = req;
+        // Scoped service-account tokens and OAuth access tokens: Bearer, gateway only.
+        let login = |allow_username| {
+            if gateway && matches!(auth, AuthHeader::Bearer { .. }) {
+                bearer_login(cred)
+            } else {
+                basic_login(auth, cred, allow_username)
+            }
+        };
         match self {
-            Endpoint::JiraMyself => jira::myself(basic_login(auth, cred, false), base),
-            Endpoint::JiraProjectSearch => {
-                jira::project_search(basic_login(auth, cred, false), base, open)
-            }
-            Endpoint::ConfluenceCurrent => {
-                confluence::current_user(basic_login(auth, cred, false), base, open)
-            }
-            Endpoint::BitbucketUser => bitbucket::user(basic_login(auth, cred, true), base),
+            Endpoint::JiraMyself => jira::myself(login(false), base),
+            Endpoint::JiraProjectSearch => jira::project_search(login(false), base, open),
+            Endpoint::ConfluenceCurrent => confluence::current_user(login(false), base, open),
+            Endpoint::BitbucketUser => bitbucket::user(login(true), base, scoped),
             Endpoint::AdminOrgs => admin::orgs(auth, cred, base),
         }
     }
