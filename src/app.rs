@@ -51,6 +51,10 @@ pub struct ExporterOptions {
 /// Runs the exporter until SIGTERM/SIGINT.
 pub async fn run_exporter(opts: ExporterOptions) -> Result<(), String> {
     let (config_file, listen, web) = (opts.config_file.as_path(), opts.listen.as_str(), &opts.web);
+    // Installed before anything slow: a SIGHUP that arrives while 10,000 tokens are being
+    // parsed (a config-reloader sidecar does this) must queue a reload, not kill us.
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
     // Taken before loading, so a change made right after start-up is never missed.
     let loaded_fingerprint = fingerprint(config_file);
     let config = Config::load(config_file).map_err(|e| e.to_string())?;
@@ -75,13 +79,13 @@ pub async fn run_exporter(opts: ExporterOptions) -> Result<(), String> {
     // the whole config for the life of the process is megabytes.
     drop(config);
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
-    let controller = tokio::spawn(reload_loop(
+    let mut controller = tokio::spawn(reload_loop(
         scheduler,
         config_file.to_path_buf(),
         reload_rx,
         store.clone(),
     ));
-    let sighup = tokio::spawn(forward_sighup(reload_tx.clone()));
+    let sighup = tokio::spawn(forward_sighup(hup, reload_tx.clone()));
     let watcher = opts.auto_reload.map(|every| {
         tokio::spawn(watch_config(
             config_file.to_path_buf(),
@@ -91,11 +95,25 @@ pub async fn run_exporter(opts: ExporterOptions) -> Result<(), String> {
         ))
     });
     let state = AppState {
-        store,
+        store: store.clone(),
         metrics: Arc::new(MetricsCache::new()),
         reload: Some(reload_tx),
     };
-    let result = serve(listener, state, web).await;
+    // The reload loop owns the scheduler. It only ends if it panicked: then nothing probes
+    // any more, and serving stale gauges would hide that, so go unready and exit non-zero
+    // (the orchestrator restarts us).
+    let result = tokio::select! {
+        served = serve(listener, state, web) => served,
+        ended = &mut controller => {
+            store.set_unready();
+            let why = match ended {
+                Err(e) if e.is_panic() => "panicked",
+                _ => "ended",
+            };
+            tracing::error!(why, "the scheduler's reload task stopped; exiting");
+            Err(format!("the scheduler's reload task {why}; no token is probed any more"))
+        }
+    };
     sighup.abort();
     if let Some(w) = watcher {
         w.abort();
@@ -112,7 +130,17 @@ async fn reload_loop(
     store: Arc<Store>,
 ) {
     while let Some(answer) = rx.recv().await {
-        let result = match Config::load(&path) {
+        // Reading and parsing a large config (or one on a slow disk) is blocking work.
+        let p = path.clone();
+        let loaded = tokio::task::spawn_blocking(move || Config::load(&p))
+            .await
+            .unwrap_or_else(|e| {
+                Err(crate::config::ConfigError {
+                    file: path.clone(),
+                    problems: vec![format!("loading the config failed: {e}")],
+                })
+            });
+        let result = match loaded {
             Ok(config) => {
                 scheduler.apply(&config, Spread::Within(RELOAD_SPREAD));
                 store.record_reload(true);
@@ -129,10 +157,7 @@ async fn reload_loop(
     }
 }
 
-async fn forward_sighup(tx: mpsc::Sender<ReloadRequest>) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        return;
-    };
+async fn forward_sighup(mut hup: tokio::signal::unix::Signal, tx: mpsc::Sender<ReloadRequest>) {
     while hup.recv().await.is_some() {
         tracing::info!("SIGHUP received, reloading configuration");
         let (answer, _ignored) = tokio::sync::oneshot::channel();
@@ -154,7 +179,11 @@ async fn watch_config(
     tick.tick().await;
     loop {
         tick.tick().await;
-        let now = fingerprint(&path);
+        let p = path.clone();
+        let now = tokio::task::spawn_blocking(move || fingerprint(&p))
+            .await
+            .ok()
+            .flatten();
         if now.is_none() || now == last {
             continue;
         }
@@ -298,8 +327,10 @@ pub async fn run_check(config_file: &Path, output: CheckOutput) -> i32 {
     }
     let now = unix_now();
     let mut rows = Vec::with_capacity(config.tokens.len());
+    let mut panicked = 0;
     while let Some(joined) = set.join_next().await {
         let Ok((i, token, outcome, took)) = joined else {
+            panicked += 1;
             continue;
         };
         let (reason, detail) = match &outcome {
@@ -326,7 +357,12 @@ pub async fn run_check(config_file: &Path, output: CheckOutput) -> i32 {
     }
     rows.sort_by_key(|(i, _)| *i);
     let rows: Vec<CheckRow> = rows.into_iter().map(|(_, r)| r).collect();
-    let all_valid = rows.iter().all(|r| r.outcome == "valid");
+    if panicked > 0 {
+        eprintln!(
+            "{panicked} probe(s) panicked and reached no result; that is a bug, please report it"
+        );
+    }
+    let all_valid = panicked == 0 && rows.iter().all(|r| r.outcome == "valid");
     match output {
         CheckOutput::Json => match serde_json::to_string_pretty(&rows) {
             Ok(s) => println!("{s}"),

@@ -68,8 +68,8 @@ pub enum SecretSource {
 impl fmt::Display for SecretSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SecretSource::Env(name) => write!(f, "environment variable {name}"),
-            SecretSource::File(path) => write!(f, "file {}", path.display()),
+            SecretSource::Env(name) => write!(f, "environment variable {}", shown(name)),
+            SecretSource::File(path) => write!(f, "file {}", shown_path(path)),
             #[cfg(feature = "demo")]
             SecretSource::Static(_) => f.write_str("built-in demo credential"),
         }
@@ -79,18 +79,76 @@ impl fmt::Display for SecretSource {
 /// Why a credential could not be read. Never carries the credential itself.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialError {
-    #[error("environment variable {0} is not set")]
+    #[error("environment variable {} is not set", shown(.0))]
     EnvMissing(String),
-    #[error("environment variable {0} is empty")]
+    #[error("environment variable {} is empty", shown(.0))]
     EnvEmpty(String),
-    #[error("environment variable {0} is not valid UTF-8")]
+    #[error("environment variable {} is not valid UTF-8", shown(.0))]
     EnvNotUnicode(String),
-    #[error("cannot read token file {path}: {kind}")]
+    #[error("cannot read token file {}: {kind}", shown_path(.path))]
     FileUnreadable { path: PathBuf, kind: String },
-    #[error("token file {0} is empty")]
+    #[error("token file {} is empty", shown_path(.0))]
     FileEmpty(PathBuf),
-    #[error("token file {0} is not valid UTF-8")]
+    #[error("token file {} is not valid UTF-8", shown_path(.0))]
     FileNotUnicode(PathBuf),
+}
+
+/// What an error shows for a source name: the name, unless it looks like a credential
+/// pasted where a variable name or path belongs (then it is never echoed).
+fn shown(name: &str) -> &str {
+    if looks_like_secret(name) {
+        "(a name that looks like a credential; not shown)"
+    } else {
+        name
+    }
+}
+
+fn shown_path(path: &Path) -> std::borrow::Cow<'_, str> {
+    let text = path.to_string_lossy();
+    if looks_like_secret(&text) {
+        std::borrow::Cow::Borrowed("(a name that looks like a credential; not shown)")
+    } else {
+        text
+    }
+}
+
+/// Whether `s` has the shape of a credential rather than of a variable name or a path,
+/// whatever the vendor: 20+ characters without spaces or `/` that mix upper case, lower
+/// case and digits with a random-looking spread (Shannon entropy ≥ 3.5 bits a character:
+/// an old 24-character Atlassian token, a GitLab token), or 32+ hexadecimal digits (an
+/// old GitHub token, a hash). Variable names are upper snake case and paths contain `/`,
+/// so neither matches.
+pub fn looks_like_secret(s: &str) -> bool {
+    let s = s.trim();
+    if s.len() < 20 || s.contains(|c: char| c.is_whitespace() || c == '/') {
+        return false;
+    }
+    let count = |f: fn(&char) -> bool| s.chars().filter(f).count();
+    let (upper, lower, digits) = (
+        count(char::is_ascii_uppercase),
+        count(char::is_ascii_lowercase),
+        count(char::is_ascii_digit),
+    );
+    if s.len() >= 32 && digits > 0 && s.chars().all(|c| c.is_ascii_hexdigit()) {
+        return true;
+    }
+    upper > 0 && lower > 0 && digits > 0 && entropy(s) >= 3.5
+}
+
+/// Shannon entropy of `s`, in bits per character.
+fn entropy(s: &str) -> f64 {
+    let mut counts = std::collections::HashMap::new();
+    for c in s.chars() {
+        *counts.entry(c).or_insert(0usize) += 1;
+    }
+    let n = s.chars().count() as f64;
+    counts
+        .values()
+        .map(|&k| {
+            let p = k as f64 / n;
+            -p * p.log2()
+        })
+        .sum()
 }
 
 /// Largest token file we read. Atlassian tokens are a few hundred bytes; a bigger file is a
@@ -211,6 +269,36 @@ fn io_kind(e: &std::io::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credential_shaped_names_are_never_echoed() {
+        for secret in [
+            "Zk3pQ9rLm2Tx7Vb4Nc8Wd1Ye",   // an older 24-character Atlassian token
+            "glpat-3xYz9AbCdEfGh1JkLmNo", // GitLab
+            "ghp_16C7e42F292c6912E7710c838347Ae178B4a", // GitHub, fine-grained prefix aside
+            "a94a8fe5ccb19ba61c4c0873d391e987982fbbd3", // an old 40-hex GitHub token
+        ] {
+            assert!(looks_like_secret(secret), "{secret}");
+            for shown in [
+                CredentialError::EnvMissing(secret.into()).to_string(),
+                CredentialError::FileEmpty(secret.into()).to_string(),
+                SecretSource::Env(secret.into()).to_string(),
+            ] {
+                assert!(!shown.contains(secret), "{shown}");
+            }
+        }
+        for name in [
+            "JIRA_CI_TOKEN",
+            "ATLASSIAN_ADMIN_KEY_PRODUCTION_2026",
+            "/run/secrets/jira-ci-token-2026",
+            "my-token",
+        ] {
+            assert!(!looks_like_secret(name), "{name}");
+            assert!(CredentialError::EnvMissing(name.into())
+                .to_string()
+                .contains(name));
+        }
+    }
 
     #[test]
     fn debug_and_display_never_show_the_value() {

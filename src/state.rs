@@ -499,6 +499,11 @@ impl Store {
         self.write_config(|inner| inner.exporter.ready = true);
     }
 
+    /// `/-/ready` answers 503 again: the exporter can no longer do its job.
+    pub fn set_unready(&self) {
+        self.write_config(|inner| inner.exporter.ready = false);
+    }
+
     pub fn record_reload(&self, ok: bool) {
         self.write_config(|inner| {
             inner.exporter.last_reload_successful = ok;

@@ -3,6 +3,7 @@
 //! error that looks like a credential.
 
 use crate::providers::Provider;
+use crate::secret::looks_like_secret;
 
 /// Config files larger than this are refused before parsing (a YAML bomb guard; 10,000
 /// tokens take well under 4 MiB).
@@ -93,11 +94,13 @@ pub(super) fn yaml_error(e: &serde_path_to_error::Error<serde_yaml::Error>) -> S
 pub(super) const PASTED_TOKEN: &str = "this looks like a token itself; put it in an environment variable or file and name that here (inline secrets are not supported)";
 
 /// Whether `s` looks like a credential: it starts with a prefix that a registered provider
-/// declares for its secrets. Used to keep a secret written into the config out of every
+/// declares for its secrets, or has a credential's shape whatever the vendor
+/// ([`looks_like_secret`]). Used to keep a secret written into the config out of every
 /// error message.
 pub(super) fn looks_like_token(s: &str) -> bool {
     let s = s.trim();
-    s.len() >= 20 && Provider::all_secret_prefixes().any(|p| s.starts_with(p))
+    (s.len() >= 20 && Provider::all_secret_prefixes().any(|p| s.starts_with(p)))
+        || looks_like_secret(s)
 }
 
 /// Replaces every token-looking word in an error message by `***` (serde quotes the values

@@ -108,6 +108,8 @@ pub struct TokenConfig {
 
 /// The fields that decide *how* a token is probed. When a reload leaves them unchanged the
 /// token keeps its schedule and state; labels or expiry dates alone do not restart probing.
+/// When only the interval or timeout changed ([`ProbeSettings::same_credential`]), the
+/// token keeps its state and counters and only its probe loop restarts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeSettings<'a> {
     provider: Provider,
@@ -119,6 +121,18 @@ pub struct ProbeSettings<'a> {
     expected_account_id: Option<&'a str>,
     probe_interval: Duration,
     probe_timeout: Duration,
+}
+
+impl ProbeSettings<'_> {
+    /// Whether both probe the same credential the same way, whatever their schedule: the
+    /// state learned about one is true of the other.
+    pub fn same_credential(&self, other: &ProbeSettings<'_>) -> bool {
+        ProbeSettings {
+            probe_interval: other.probe_interval,
+            probe_timeout: other.probe_timeout,
+            ..self.clone()
+        } == *other
+    }
 }
 
 impl TokenConfig {
@@ -585,5 +599,53 @@ organizations:
         );
         let p = problems("tokens:\n  - {name: sa, provider: jira, site: \"https://api.atlassian.com/ex/jira/c1\", auth: oauth2, oauth2: {client_id: abc, secret: x}, token_env: X}\n");
         assert!(p[0].contains("unknown field `secret`"), "{p:?}");
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_refused_naming_the_field() {
+        let p = problems("global: {max_concurrency: 2305843009213693952, probe_timeout: 1h, probe_interval: 500000000000y}\n");
+        let all = p.join("\n");
+        for needle in [
+            "global.max_concurrency: must be at most 4096 (got 2305843009213693952)",
+            "global.probe_timeout: must be at most 10m",
+            "global.probe_interval: must be at most 30d",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in {all}");
+        }
+        let p = problems("tokens:\n  - {name: a, provider: jira, site: \"https://x\", email: e, token_env: X, probe_interval: 31d}\norganizations:\n  - {name: o, org_id: x, api_key_env: K, probe_interval: 400d}\n");
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].starts_with("tokens[0] (a).probe_interval: must be at most 30d"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].starts_with("organizations[0] (o).probe_interval: must be at most 30d"),
+            "{p:?}"
+        );
+        assert!(Config::parse(
+            "global: {max_concurrency: 4096, probe_interval: 30d, probe_timeout: 10m}\n"
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn a_credential_pasted_as_a_variable_name_or_path_is_refused_and_never_echoed() {
+        for pasted in [
+            "Zk3pQ9rLm2Tx7Vb4Nc8Wd1Ye",
+            "a94a8fe5ccb19ba61c4c0873d391e987982fbbd3",
+        ] {
+            for key in ["token_env", "token_file"] {
+                let yaml = format!("tokens:\n  - {{name: a, provider: jira, site: \"https://x\", email: e, {key}: {pasted}}}\n");
+                let p = problems(&yaml);
+                assert_eq!(p.len(), 1, "{p:?}");
+                assert!(
+                    p[0].starts_with(&format!(
+                        "tokens[0] (a).{key}: this looks like a token itself"
+                    )),
+                    "{p:?}"
+                );
+                assert!(!p[0].contains(pasted), "{p:?}");
+            }
+        }
     }
 }

@@ -16,6 +16,23 @@ use crate::providers::{AuthKind, Provider};
 use crate::secret::SecretSource;
 
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// Upper bounds (README "Configuration"): beyond them a value is a typo, and a huge one
+/// would overflow the scheduler's clock arithmetic or its semaphore.
+pub(super) const MAX_INTERVAL: Duration = Duration::from_secs(30 * 86_400);
+pub(super) const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+pub(super) const MAX_CONCURRENCY: usize = 4096;
+
+/// A probe or inventory interval within [1 s, 30 d].
+fn check_interval(d: Duration, field: &str, problems: &mut Vec<String>) {
+    if d < MIN_INTERVAL {
+        problems.push(format!("{field}: must be at least 1s"));
+    } else if d > MAX_INTERVAL {
+        problems.push(format!(
+            "{field}: must be at most 30d (got {})",
+            humantime::format_duration(d)
+        ));
+    }
+}
 
 /// Label names the exporter sets itself; a custom label may not shadow them.
 const RESERVED_LABELS: &[&str] = &[
@@ -45,14 +62,26 @@ impl RawConfig {
                 .map_or(defaults.default_token_lifetime, |d| d.0),
             allow_insecure_http: g.allow_insecure_http.unwrap_or(false),
         };
-        if global.probe_interval < MIN_INTERVAL {
-            problems.push("global.probe_interval: must be at least 1s".to_string());
-        }
+        check_interval(
+            global.probe_interval,
+            "global.probe_interval",
+            &mut problems,
+        );
         if global.probe_timeout.is_zero() {
             problems.push("global.probe_timeout: must be greater than 0".to_string());
+        } else if global.probe_timeout > MAX_TIMEOUT {
+            problems.push(format!(
+                "global.probe_timeout: must be at most 10m (got {})",
+                humantime::format_duration(global.probe_timeout)
+            ));
         }
         if global.max_concurrency == 0 {
             problems.push("global.max_concurrency: must be at least 1".to_string());
+        } else if global.max_concurrency > MAX_CONCURRENCY {
+            problems.push(format!(
+                "global.max_concurrency: must be at most {MAX_CONCURRENCY} (got {})",
+                global.max_concurrency
+            ));
         }
 
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
@@ -225,9 +254,11 @@ impl RawToken {
         };
 
         let probe_interval = self.probe_interval.map_or(global.probe_interval, |d| d.0);
-        if probe_interval < MIN_INTERVAL {
-            problems.push(format!("{loc}.probe_interval: must be at least 1s"));
-        }
+        check_interval(
+            probe_interval,
+            &format!("{loc}.probe_interval"),
+            &mut problems,
+        );
 
         let mut labels = BTreeMap::new();
         for (k, v) in self.labels {
@@ -373,9 +404,11 @@ impl RawOrg {
         let probe_interval = self
             .probe_interval
             .map_or(Duration::from_secs(3600), |d| d.0);
-        if probe_interval < MIN_INTERVAL {
-            problems.push(format!("{loc}.probe_interval: must be at least 1s"));
-        }
+        check_interval(
+            probe_interval,
+            &format!("{loc}.probe_interval"),
+            &mut problems,
+        );
         match (base_url, api_key) {
             (Some(base_url), Some(api_key)) if problems.is_empty() => Ok(OrgConfig {
                 name: self.name.0,

@@ -105,21 +105,25 @@ impl Scheduler {
             .map(|t| (t, false))
             .chain(implicit.iter().map(|t| (t, true)));
         // One shared copy of each token's config: the state, the task handle and the
-        // probe loop all point at it. An unchanged token keeps the copy it has.
+        // probe loop all point at it. An unchanged token keeps the copy it has. A token
+        // whose credential changed starts from a clean state (`reset`); one whose interval
+        // or timeout alone changed keeps its state and counters, only its loop restarts.
         let mut tokens: Vec<(Arc<TokenConfig>, bool, bool)> = Vec::new();
+        let mut reset: HashMap<String, bool> = HashMap::new();
         for (t, is_implicit) in watched {
             let running = self.tasks.get(&t.name).map(|task| &task.token);
-            let restart = running.is_none_or(|r| r.probe_settings() != t.probe_settings());
+            let (new, old) = (t.probe_settings(), running.map(|r| r.probe_settings()));
+            let restart = old.as_ref().is_none_or(|o| *o != new);
+            reset.insert(
+                t.name.clone(),
+                old.as_ref().is_none_or(|o| !o.same_credential(&new)),
+            );
             let shared = match running {
                 Some(r) if **r == *t => r.clone(),
                 _ => Arc::new(t.clone()),
             };
             tokens.push((shared, is_implicit, restart));
         }
-        let restart: HashMap<String, bool> = tokens
-            .iter()
-            .map(|(t, _, restart)| (t.name.clone(), *restart))
-            .collect();
         let metas = tokens
             .iter()
             .map(|(t, is_implicit, _)| TokenMeta {
@@ -129,7 +133,7 @@ impl Scheduler {
             .collect();
         let generations = self
             .store
-            .set_tokens(metas, &|name| restart.get(name).copied().unwrap_or(true));
+            .set_tokens(metas, &|name| reset.get(name).copied().unwrap_or(true));
 
         let mut old = std::mem::take(&mut self.tasks);
         for (token, _, restart) in tokens {
@@ -167,9 +171,24 @@ impl Scheduler {
     }
 
     /// Starts, keeps or restarts one inventory loop per organization. An organization whose
-    /// settings did not change keeps its loop and its last inventory.
+    /// settings did not change keeps its loop and its last inventory; one whose interval or
+    /// page timeout alone changed keeps its inventory, only its loop restarts.
     fn apply_orgs(&mut self, config: &Config) {
         let page_timeout = config.global.probe_timeout;
+        let same_listing = |a: &OrgConfig, b: &OrgConfig| {
+            a.org_id == b.org_id && a.api_key == b.api_key && a.base_url == b.base_url
+        };
+        let reset: HashMap<&str, bool> = config
+            .organizations
+            .iter()
+            .map(|o| {
+                let kept = self
+                    .orgs
+                    .get(&o.name)
+                    .is_some_and(|t| same_listing(&t.org, o));
+                (o.name.as_str(), !kept)
+            })
+            .collect();
         let restart: HashMap<&str, bool> = config
             .organizations
             .iter()
@@ -188,7 +207,7 @@ impl Scheduler {
             .collect();
         let generations = self
             .store
-            .set_orgs(&names, &|name| restart.get(name).copied().unwrap_or(true));
+            .set_orgs(&names, &|name| reset.get(name).copied().unwrap_or(true));
 
         let mut old = std::mem::take(&mut self.orgs);
         for org in &config.organizations {
