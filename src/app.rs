@@ -60,7 +60,11 @@ pub async fn run_exporter(opts: ExporterOptions) -> Result<(), String> {
     let config = Config::load(config_file).map_err(|e| e.to_string())?;
     let listener = bind(listen).await?;
     let store = Arc::new(Store::new());
-    let mut scheduler = Scheduler::new(store.clone(), HttpClient::new()?)?;
+    warn_if_insecure(&config);
+    let mut scheduler = Scheduler::new(
+        store.clone(),
+        HttpClient::with_options(&config.global.client)?,
+    )?;
     scheduler.apply(&config, Spread::Interval);
     store.record_reload(true);
     store.set_ready();
@@ -77,10 +81,12 @@ pub async fn run_exporter(opts: ExporterOptions) -> Result<(), String> {
 
     // The scheduler and the store hold what they need; at 10,000 tokens a second copy of
     // the whole config for the life of the process is megabytes.
+    let client_options = config.global.client.clone();
     drop(config);
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let mut controller = tokio::spawn(reload_loop(
         scheduler,
+        client_options,
         config_file.to_path_buf(),
         reload_rx,
         store.clone(),
@@ -122,9 +128,19 @@ pub async fn run_exporter(opts: ExporterOptions) -> Result<(), String> {
     result
 }
 
+/// `global.tls.insecure_skip_verify` turns certificate checks off: said at every load.
+fn warn_if_insecure(config: &Config) {
+    if config.global.client.insecure_skip_verify {
+        tracing::warn!(
+            "global.tls.insecure_skip_verify is true: vendors' TLS certificates are NOT verified, so anyone on the network path can read every token; use global.tls.ca_file instead"
+        );
+    }
+}
+
 /// Owns the scheduler: applies reloads one at a time.
 async fn reload_loop(
     mut scheduler: Scheduler,
+    mut client_options: crate::upstream::ClientOptions,
     path: PathBuf,
     mut rx: mpsc::Receiver<ReloadRequest>,
     store: Arc<Store>,
@@ -140,8 +156,24 @@ async fn reload_loop(
                     problems: vec![format!("loading the config failed: {e}")],
                 })
             });
+        // A new CA or proxy needs a new client; one that cannot be built fails the reload.
+        let loaded = loaded.and_then(|config| {
+            if config.global.client == client_options {
+                return Ok(config);
+            }
+            let client = HttpClient::with_options(&config.global.client).map_err(|e| {
+                crate::config::ConfigError {
+                    file: path.clone(),
+                    problems: vec![format!("global.tls / global.proxy_url: {e}")],
+                }
+            })?;
+            scheduler.replace_client(client);
+            client_options = config.global.client.clone();
+            Ok(config)
+        });
         let result = match loaded {
             Ok(config) => {
+                warn_if_insecure(&config);
                 scheduler.apply(&config, Spread::Within(RELOAD_SPREAD));
                 store.record_reload(true);
                 tracing::info!(tokens = config.tokens.len(), "configuration reloaded");
@@ -260,9 +292,12 @@ pub fn config_check(config_file: &Path) -> i32 {
             1
         }
         Ok(config) => {
-            let warnings = config.check_secret_sources();
+            let mut warnings = config.check_secret_sources();
+            if config.global.client.insecure_skip_verify {
+                warnings.push("global.tls.insecure_skip_verify: vendors' TLS certificates are not verified; use global.tls.ca_file".to_string());
+            }
             for w in &warnings {
-                eprintln!("warning: {w} (the exporter starts anyway; this token reports credential_unavailable until it can be read)");
+                eprintln!("warning: {w}");
             }
             let note = match warnings.len() {
                 0 => String::new(),
@@ -307,7 +342,8 @@ pub async fn run_check(config_file: &Path, output: CheckOutput) -> i32 {
             return 2;
         }
     };
-    let client = match HttpClient::new() {
+    warn_if_insecure(&config);
+    let client = match HttpClient::with_options(&config.global.client) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");

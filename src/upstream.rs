@@ -72,6 +72,19 @@ impl Response {
     }
 }
 
+/// How the outbound client reaches the vendors on a corporate network (README
+/// "Corporate networks"): extra CA certificates (a TLS-intercepting proxy's), and a proxy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// PEM certificates trusted in addition to the bundled web PKI roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Accept any certificate. Only for a lab; logged loudly at every start and reload.
+    pub insecure_skip_verify: bool,
+    /// Every request goes through this proxy (`NO_PROXY` still applies). Without it,
+    /// `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` from the environment apply.
+    pub proxy_url: Option<Url>,
+}
+
 /// Shared client: connection pool with keep-alive, no redirects, rustls.
 #[derive(Clone, Debug)]
 pub struct HttpClient {
@@ -80,13 +93,32 @@ pub struct HttpClient {
 
 impl HttpClient {
     pub fn new() -> Result<Self, String> {
-        let inner = reqwest::Client::builder()
+        Self::with_options(&ClientOptions::default())
+    }
+
+    pub fn with_options(opts: &ClientOptions) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("apitoken-exporter/", env!("CARGO_PKG_VERSION")))
             .pool_idle_timeout(Duration::from_secs(300))
             .pool_max_idle_per_host(64)
             .tcp_keepalive(Duration::from_secs(60))
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(10));
+        if let Some(pem) = &opts.ca_pem {
+            for cert in parse_ca_bundle(pem)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if opts.insecure_skip_verify {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        if let Some(url) = &opts.proxy_url {
+            let proxy = reqwest::Proxy::all(url.as_str())
+                .map_err(|e| format!("cannot use proxy {url}: {e}"))?
+                .no_proxy(reqwest::NoProxy::from_env());
+            builder = builder.proxy(proxy);
+        }
+        let inner = builder
             .build()
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
         Ok(Self { inner })
@@ -181,6 +213,16 @@ impl HttpClient {
             body: body.freeze(),
         })
     }
+}
+
+/// The certificates of a PEM bundle; an error when it holds none.
+pub fn parse_ca_bundle(pem: &[u8]) -> Result<Vec<reqwest::Certificate>, String> {
+    let certs = reqwest::Certificate::from_pem_bundle(pem)
+        .map_err(|e| format!("not a PEM certificate bundle ({e})"))?;
+    if certs.is_empty() {
+        return Err("no PEM certificate in it".to_string());
+    }
+    Ok(certs)
 }
 
 /// Maps a transport error to a reason by looking through its source chain. reqwest's own

@@ -27,6 +27,7 @@ use crate::providers::atlassian::admin_key;
 use crate::providers::oauth::OAuth2Settings;
 use crate::providers::{AuthKind, Provider};
 use crate::secret::SecretSource;
+use crate::upstream::ClientOptions;
 
 /// A fully validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +44,8 @@ pub struct Global {
     pub max_concurrency: usize,
     pub default_token_lifetime: Duration,
     pub allow_insecure_http: bool,
+    /// `global.tls` and `global.proxy_url`: how the outbound client reaches the vendors.
+    pub client: ClientOptions,
 }
 
 impl Default for Global {
@@ -53,6 +56,7 @@ impl Default for Global {
             max_concurrency: 16,
             default_token_lifetime: Duration::from_secs(365 * 86_400),
             allow_insecure_http: false,
+            client: ClientOptions::default(),
         }
     }
 }
@@ -339,7 +343,9 @@ impl Config {
                 crate::secret::SecretReader::new(source.clone())
                     .read()
                     .err()
-                    .map(|e| format!("{loc}: {e}"))
+                    .map(|e| {
+                        format!("{loc}: {e} (the exporter starts anyway; this token reports credential_unavailable until it can be read)")
+                    })
             })
             .collect()
     }
@@ -647,5 +653,46 @@ organizations:
                 assert!(!p[0].contains(pasted), "{p:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_broken_ca_file_or_proxy_url_is_refused_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("ca.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let p = problems(&format!(
+            "global:\n  tls: {{ca_file: \"{}\"}}\n  proxy_url: \"http://user:hunter2@proxy:3128\"\n",
+            not_pem.display()
+        ));
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].starts_with("global.tls.ca_file: ") && p[0].contains("no PEM certificate"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].starts_with("global.proxy_url: must not contain credentials"),
+            "{p:?}"
+        );
+        assert!(!p[1].contains("hunter2"), "{p:?}");
+        let p = problems(
+            "global: {tls: {ca_file: /nonexistent/ca.pem}, proxy_url: \"socks5://p:1080\"}\n",
+        );
+        assert!(
+            p[0].starts_with("global.tls.ca_file: cannot read /nonexistent/ca.pem"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].starts_with("global.proxy_url: the scheme must be http or https"),
+            "{p:?}"
+        );
+        let c = Config::parse(
+            "global: {tls: {insecure_skip_verify: true}, proxy_url: \"http://proxy.corp:3128\"}\n",
+        )
+        .unwrap();
+        assert!(c.global.client.insecure_skip_verify);
+        assert_eq!(
+            c.global.client.proxy_url.unwrap().as_str(),
+            "http://proxy.corp:3128/"
+        );
     }
 }

@@ -28,6 +28,16 @@ pub(super) struct RawGlobal {
     pub(super) max_concurrency: Option<usize>,
     pub(super) default_token_lifetime: Option<HumanDuration>,
     pub(super) allow_insecure_http: Option<bool>,
+    pub(super) tls: Option<RawTls>,
+    pub(super) proxy_url: Option<String>,
+}
+
+/// `global.tls`: how vendors' certificates are verified.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub(super) ca_file: Option<PathBuf>,
+    pub(super) insecure_skip_verify: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,11 +9,12 @@ use std::time::Duration;
 use url::Url;
 
 use super::guards::{looks_like_token, PASTED_TOKEN};
-use super::raw::{RawConfig, RawOAuth2, RawOrg, RawToken};
+use super::raw::{RawConfig, RawOAuth2, RawOrg, RawTls, RawToken};
 use super::{Config, ExpirySource, Global, OrgConfig, TokenConfig};
 use crate::providers::oauth::{OAuth2Settings, DEFAULT_TOKEN_URL};
 use crate::providers::{AuthKind, Provider};
 use crate::secret::SecretSource;
+use crate::upstream::ClientOptions;
 
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// Upper bounds (README "Configuration"): beyond them a value is a typo, and a huge one
@@ -21,6 +22,56 @@ const MIN_INTERVAL: Duration = Duration::from_secs(1);
 pub(super) const MAX_INTERVAL: Duration = Duration::from_secs(30 * 86_400);
 pub(super) const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 pub(super) const MAX_CONCURRENCY: usize = 4096;
+
+/// Largest CA bundle read from `global.tls.ca_file`.
+const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
+
+/// `global.tls` and `global.proxy_url`, checked now (the CA file is read and parsed) so a
+/// broken one fails `--config.check` and a reload instead of every probe.
+fn client_options(
+    tls: Option<RawTls>,
+    proxy_url: Option<String>,
+    problems: &mut Vec<String>,
+) -> ClientOptions {
+    let tls = tls.unwrap_or_default();
+    let ca_pem = tls.ca_file.and_then(|path| {
+        let read = crate::util::read_at_most(&path, MAX_CA_FILE_BYTES)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            .and_then(|pem| {
+                if pem.len() as u64 > MAX_CA_FILE_BYTES {
+                    return Err(format!("{} is larger than 1 MiB", path.display()));
+                }
+                crate::upstream::parse_ca_bundle(&pem)
+                    .map(|_| pem)
+                    .map_err(|e| format!("{}: {e}", path.display()))
+            });
+        read.map_err(|e| problems.push(format!("global.tls.ca_file: {e}")))
+            .ok()
+    });
+    let proxy_url = proxy_url.and_then(|raw| {
+        let parsed = Url::parse(raw.trim()).map_err(|e| format!("invalid URL: {e}"));
+        let checked = parsed.and_then(|u| {
+            if !matches!(u.scheme(), "http" | "https") {
+                Err("the scheme must be http or https".to_string())
+            } else if !u.username().is_empty() || u.password().is_some() {
+                // Not echoed: it holds credentials.
+                Err("must not contain credentials (user:password@); inline secrets are not supported".to_string())
+            } else if u.host_str().is_none_or(str::is_empty) {
+                Err("no host".to_string())
+            } else {
+                Ok(u)
+            }
+        });
+        checked
+            .map_err(|e| problems.push(format!("global.proxy_url: {e}")))
+            .ok()
+    });
+    ClientOptions {
+        ca_pem,
+        insecure_skip_verify: tls.insecure_skip_verify.unwrap_or(false),
+        proxy_url,
+    }
+}
 
 /// A probe or inventory interval within [1 s, 30 d].
 fn check_interval(d: Duration, field: &str, problems: &mut Vec<String>) {
@@ -61,6 +112,7 @@ impl RawConfig {
                 .default_token_lifetime
                 .map_or(defaults.default_token_lifetime, |d| d.0),
             allow_insecure_http: g.allow_insecure_http.unwrap_or(false),
+            client: client_options(g.tls, g.proxy_url, &mut problems),
         };
         check_interval(
             global.probe_interval,

@@ -63,6 +63,9 @@ pub struct Scheduler {
     permits: usize,
     tasks: HashMap<String, Task>,
     orgs: HashMap<String, OrgTask>,
+    /// The client was replaced (new CA or proxy): the next `apply` restarts every loop, so
+    /// each uses the new one, keeping its state.
+    new_client: bool,
     /// Where probe and inventory tasks run: the scheduler's own runtime.
     spawner: tokio::runtime::Handle,
     /// Taken and shut down when the scheduler is dropped, after its tasks are aborted.
@@ -87,9 +90,17 @@ impl Scheduler {
             permits: 0,
             tasks: HashMap::new(),
             orgs: HashMap::new(),
+            new_client: false,
             spawner: runtime.handle().clone(),
             runtime: Some(runtime),
         })
+    }
+
+    /// Uses `client` from the next [`Scheduler::apply`] on: every probe and inventory loop
+    /// restarts with it, keeping its state.
+    pub fn replace_client(&mut self, client: HttpClient) {
+        self.client = client;
+        self.new_client = true;
     }
 
     /// Makes the running probes and inventory loops match `config`.
@@ -113,7 +124,7 @@ impl Scheduler {
         for (t, is_implicit) in watched {
             let running = self.tasks.get(&t.name).map(|task| &task.token);
             let (new, old) = (t.probe_settings(), running.map(|r| r.probe_settings()));
-            let restart = old.as_ref().is_none_or(|o| *o != new);
+            let restart = self.new_client || old.as_ref().is_none_or(|o| *o != new);
             reset.insert(
                 t.name.clone(),
                 old.as_ref().is_none_or(|o| !o.same_credential(&new)),
@@ -168,6 +179,7 @@ impl Scheduler {
         for (_, task) in old {
             task.handle.abort();
         }
+        self.new_client = false;
     }
 
     /// Starts, keeps or restarts one inventory loop per organization. An organization whose
@@ -197,7 +209,7 @@ impl Scheduler {
                     .orgs
                     .get(&o.name)
                     .is_some_and(|t| t.org == *o && t.page_timeout == page_timeout);
-                (o.name.as_str(), !same)
+                (o.name.as_str(), self.new_client || !same)
             })
             .collect();
         let names: Vec<String> = config
