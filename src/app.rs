@@ -408,7 +408,7 @@ pub async fn run_demo(listen: &str, web: &WebConfig) -> Result<(), String> {
     tracing::info!(
         tokens = config.tokens.len(),
         listen = addr.as_str(),
-        "demo started: an embedded Atlassian simulator and the exporter over it; open / for the status page and /metrics for the metrics"
+        "demo started: an embedded vendor simulator (Atlassian, GitHub, GitLab) and the exporter over it; open / for the status page and /metrics for the metrics"
     );
     let state = AppState {
         store,
