@@ -32,7 +32,7 @@ fn now() -> i64 {
 
 // ------------------------------------------------------------------------------ fixtures
 
-/// One watched token: its config lines and the secret its env var holds.
+/// One watched token as the exporter's config names it: its entry and its env var.
 struct Tok {
     name: &'static str,
     yaml: String,
@@ -66,37 +66,121 @@ fn config(tokens: &[Tok]) -> String {
     c
 }
 
-/// The simulator with GitHub/GitLab credentials: (secret, behaviour, what the vendor says).
-async fn simulator(creds: &[(&str, Behaviour, Option<TokenDetails>)]) -> RunningSimulator {
+/// Every secret here carries this marker, so no output may ever contain it.
+const MARK: &str = "s3cr3t";
+
+/// One GitHub or GitLab token of a test: the simulator's credential (and what the vendor
+/// reports about it) and the exporter's config entry.
+struct Case {
+    name: &'static str,
+    provider: &'static str,
+    secret: String,
+    behaviour: Behaviour,
+    details: Option<TokenDetails>,
+    /// Appended to the simulator's URL (GitHub Enterprise Server: `/api/v3`).
+    path: &'static str,
+    /// Instead of the simulator (an unreachable port, https:// to it).
+    site: Option<String>,
+    extra: Vec<&'static str>,
+    /// False: the token's env var stays unset.
+    in_env: bool,
+}
+
+fn case(name: &'static str, provider: &'static str, prefix: &str, behaviour: Behaviour) -> Case {
+    Case {
+        name,
+        provider,
+        secret: format!("{prefix}{MARK}{}0123456789abcdef", name.replace('-', "")),
+        behaviour,
+        details: None,
+        path: "",
+        site: None,
+        extra: Vec::new(),
+        in_env: true,
+    }
+}
+
+/// A classic GitHub personal access token.
+fn github(name: &'static str, behaviour: Behaviour) -> Case {
+    case(name, "github", "ghp_", behaviour)
+}
+
+/// A GitLab personal access token.
+fn gitlab(name: &'static str, behaviour: Behaviour) -> Case {
+    case(name, "gitlab", "glpat-", behaviour)
+}
+
+impl Case {
+    fn reports(self, details: TokenDetails) -> Self {
+        Case {
+            details: Some(details),
+            ..self
+        }
+    }
+
+    /// The vendor reports this expiry and these scopes (None: no scopes header).
+    fn expiring(self, expires_at: i64, scopes: Option<&[&str]>) -> Self {
+        self.reports(TokenDetails {
+            expires_at: Some(expires_at),
+            scopes: scopes.map(|s| s.iter().map(|x| x.to_string()).collect()),
+            ..TokenDetails::default()
+        })
+    }
+
+    fn with(self, lines: &[&'static str]) -> Self {
+        Case {
+            extra: lines.to_vec(),
+            ..self
+        }
+    }
+}
+
+/// The simulator with every case's credential, and the tokens watching them.
+async fn setup(cases: Vec<Case>) -> (RunningSimulator, Vec<Tok>) {
     let sim = Simulator::new();
-    for (secret, behaviour, details) in creds {
-        let account = if secret.starts_with("gl") {
-            GL_ID
-        } else {
-            GH_ID
-        };
+    for c in &cases {
+        let account = if c.provider == "gitlab" { GL_ID } else { GH_ID };
         sim.add_credential(
-            secret,
+            &c.secret,
             Credential {
                 account_id: account.into(),
                 email: "bot@acme.example".into(),
                 username: "acme-bot".into(),
-                behaviour: behaviour.clone(),
+                behaviour: c.behaviour.clone(),
             },
         );
-        if let Some(d) = details {
-            sim.set_token_details(secret, d.clone());
+        if let Some(d) = &c.details {
+            sim.set_token_details(&c.secret, d.clone());
         }
     }
-    sim.start("127.0.0.1:0".parse().unwrap()).await.unwrap()
+    let running = sim.start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let tokens = cases
+        .into_iter()
+        .map(|c| {
+            let site = c
+                .site
+                .unwrap_or_else(|| format!("{}{}", running.base_url(), c.path));
+            let t = tok(c.name, c.provider, &site, &c.secret, &c.extra);
+            Tok {
+                env: t.env.filter(|_| c.in_env),
+                ..t
+            }
+        })
+        .collect();
+    (running, tokens)
 }
 
-fn details(expires_at: Option<i64>, scopes: Option<&[&str]>) -> Option<TokenDetails> {
-    Some(TokenDetails {
-        expires_at,
-        scopes: scopes.map(|s| s.iter().map(|x| x.to_string()).collect()),
-        ..TokenDetails::default()
-    })
+/// Registers (or replaces) the credential of `secret` with another behaviour.
+fn now_behaves(sim: &RunningSimulator, secret: &str, behaviour: Behaviour) {
+    sim.sim.add_credential(
+        secret,
+        Credential {
+            account_id: GH_ID.into(),
+            email: String::new(),
+            username: "acme-bot".into(),
+            behaviour,
+        },
+    );
 }
 
 // ------------------------------------------------------------------------------ exporter
@@ -319,20 +403,11 @@ fn assert_close(got: f64, want: i64, slack: i64, what: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn github_classic_token_is_valid_with_its_identity_expiry_and_scopes() {
     let expires = now() + 40 * DAY;
-    let sim = simulator(&[(
-        "ghp_VENDORSclassic0000000000000000000000",
-        Behaviour::Valid,
-        details(Some(expires), Some(&["repo", "read:org"])),
-    )])
-    .await;
-    let tokens = [tok(
-        "gh-classic",
-        "github",
-        &sim.base_url(),
-        "ghp_VENDORSclassic0000000000000000000000",
+    let (_sim, tokens) = setup(vec![github("gh-classic", Behaviour::Valid)
+        .expiring(expires, Some(&["repo", "read:org"]))
         // The config's expiry loses to the one GitHub reports.
-        &["expected_account_id: \"583231\"", "expires_at: 2030-01-01"],
-    )];
+        .with(&["expected_account_id: \"583231\"", "expires_at: 2030-01-01"])])
+    .await;
     let e = Exporter::start(&tokens);
     let m = e.probed(&tokens).await;
     assert_eq!(m.get("apitoken_valid", "gh-classic"), 1.0);
@@ -358,59 +433,27 @@ async fn github_classic_token_is_valid_with_its_identity_expiry_and_scopes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn github_token_of_another_account_is_a_mismatch() {
-    let sim = simulator(&[(
-        "ghp_VENDORSother00000000000000000000000",
-        Behaviour::Valid,
-        None,
-    )])
+    let (_sim, tokens) = setup(vec![
+        github("gh-other", Behaviour::Valid).with(&["expected_account_id: \"1\""])
+    ])
     .await;
-    let tokens = [tok(
-        "gh-other",
-        "github",
-        &sim.base_url(),
-        "ghp_VENDORSother00000000000000000000000",
-        &["expected_account_id: \"1\""],
-    )];
     let e = Exporter::start(&tokens);
     let m = e.probed(&tokens).await;
     assert_eq!(m.get("apitoken_valid", "gh-other"), 1.0);
     assert_eq!(m.get("apitoken_identity_mismatch", "gh-other"), 1.0);
-    assert_eq!(m.result("gh-other", "mismatch"), 1.0);
+    assert!(m.result("gh-other", "mismatch") >= 1.0);
     assert_eq!(m.info("gh-other")["account_id"], GH_ID);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn github_fine_grained_token_has_no_scopes_and_a_missing_expiry_keeps_the_config() {
     let expires = now() + 10 * DAY;
-    let sim = simulator(&[
-        (
-            "github_pat_VENDORSfine000000000000000000",
-            Behaviour::Valid,
-            details(Some(expires), None),
-        ),
-        (
-            "github_pat_VENDORSnoexp00000000000000000",
-            Behaviour::Valid,
-            None,
-        ),
+    let (_sim, tokens) = setup(vec![
+        case("gh-fine", "github", "github_pat_", Behaviour::Valid).expiring(expires, None),
+        case("gh-noexp", "github", "github_pat_", Behaviour::Valid)
+            .with(&["expires_at: 2030-01-01", "created_at: 2029-01-01"]),
     ])
     .await;
-    let tokens = [
-        tok(
-            "gh-fine",
-            "github",
-            &sim.base_url(),
-            "github_pat_VENDORSfine000000000000000000",
-            &[],
-        ),
-        tok(
-            "gh-noexp",
-            "github",
-            &sim.base_url(),
-            "github_pat_VENDORSnoexp00000000000000000",
-            &["expires_at: 2030-01-01", "created_at: 2029-01-01"],
-        ),
-    ];
     let e = Exporter::start(&tokens);
     let m = e.probed(&tokens).await;
     assert_eq!(m.get("apitoken_valid", "gh-fine"), 1.0);
@@ -436,67 +479,37 @@ async fn github_fine_grained_token_has_no_scopes_and_a_missing_expiry_keeps_the_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn github_enterprise_server_is_probed_under_its_api_v3_prefix() {
-    let sim = simulator(&[(
-        "ghp_VENDORSghes000000000000000000000000",
-        Behaviour::Valid,
-        None,
-    )])
-    .await;
-    let base = sim.base_url();
-    let tokens = [
-        tok(
-            "ghes",
-            "github",
-            &format!("{base}/api/v3"),
-            "ghp_VENDORSghes000000000000000000000000",
-            &[],
-        ),
+    let (sim, tokens) = setup(vec![
+        Case {
+            path: "/api/v3",
+            ..github("ghes", Behaviour::Valid)
+        },
         // A site that is no GitHub API root: GitHub Enterprise Server answers 404 there.
-        tok(
-            "ghes-wrong",
-            "github",
-            &format!("{base}/api/v4"),
-            "ghp_VENDORSghes000000000000000000000000",
-            &[],
-        ),
-    ];
+        Case {
+            path: "/api/v4",
+            ..github("ghes-wrong", Behaviour::Valid)
+        },
+    ])
+    .await;
     let e = Exporter::start(&tokens);
     let m = e.probed(&tokens).await;
     assert_eq!(m.get("apitoken_valid", "ghes"), 1.0);
-    assert_eq!(m.info("ghes")["site"], format!("{base}/api/v3"));
-    assert_eq!(m.errors("ghes-wrong", "bad_response"), 1.0);
+    assert_eq!(m.info("ghes")["site"], format!("{}/api/v3", sim.base_url()));
+    assert!(m.errors("ghes-wrong", "bad_response") >= 1.0);
     assert!(m.value("apitoken_valid", "ghes-wrong", &[]).is_none());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn github_401_is_rejected_and_keeps_the_last_reported_expiry() {
-    let sim = simulator(&[(
-        "ghp_VENDORSdead000000000000000000000000",
-        Behaviour::Valid,
-        details(Some(now() + DAY), None),
-    )])
-    .await;
-    let tokens = [tok(
-        "gh-dead",
-        "github",
-        &sim.base_url(),
-        "ghp_VENDORSdead000000000000000000000000",
-        &[],
-    )];
+    let dead = github("gh-dead", Behaviour::Valid).expiring(now() + DAY, None);
+    let secret = dead.secret.clone();
+    let (sim, tokens) = setup(vec![dead]).await;
     let e = Exporter::start(&tokens);
     e.until("valid", |m| {
         m.value("apitoken_valid", "gh-dead", &[]) == Some(1.0)
     })
     .await;
-    sim.sim.add_credential(
-        "ghp_VENDORSdead000000000000000000000000",
-        Credential {
-            account_id: GH_ID.into(),
-            email: String::new(),
-            username: "acme-bot".into(),
-            behaviour: Behaviour::Dead,
-        },
-    );
+    now_behaves(&sim, &secret, Behaviour::Dead);
     let m = e
         .until("rejected", |m| m.result("gh-dead", "rejected") >= 1.0)
         .await;
@@ -508,43 +521,22 @@ async fn github_401_is_rejected_and_keeps_the_last_reported_expiry() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn github_rate_limits_both_ways_are_rate_limited_and_back_off() {
-    let sim = simulator(&[
+    let (_sim, tokens) = setup(vec![
         // Primary limit: 403, x-ratelimit-remaining: 0, reset in 900 s, no Retry-After.
-        (
-            "ghp_VENDORSprimary0000000000000000000000",
-            Behaviour::RateLimited { retry_after: None },
-            None,
-        ),
+        github("gh-primary", Behaviour::RateLimited { retry_after: None }),
         // Secondary limit: 429 with Retry-After.
-        (
-            "ghp_VENDORSsecondary00000000000000000000",
+        github(
+            "gh-secondary",
             Behaviour::RateLimited {
                 retry_after: Some("120".into()),
             },
-            None,
         ),
     ])
     .await;
-    let tokens = [
-        tok(
-            "gh-primary",
-            "github",
-            &sim.base_url(),
-            "ghp_VENDORSprimary0000000000000000000000",
-            &[],
-        ),
-        tok(
-            "gh-secondary",
-            "github",
-            &sim.base_url(),
-            "ghp_VENDORSsecondary00000000000000000000",
-            &[],
-        ),
-    ];
     let e = Exporter::start(&tokens);
     let m = e.probed(&tokens).await;
     for t in ["gh-primary", "gh-secondary"] {
-        assert_eq!(m.errors(t, "rate_limited"), 1.0, "{t}");
+        assert!(m.errors(t, "rate_limited") >= 1.0, "{t}");
         assert_eq!(m.errors(t, "forbidden"), 0.0, "{t}");
         assert_eq!(m.get("apitoken_probe_success", t), 0.0);
         assert!(
@@ -567,22 +559,16 @@ async fn github_rate_limits_both_ways_are_rate_limited_and_back_off() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn github_other_403_is_forbidden_and_the_status_page_says_why() {
-    let sim = simulator(&[(
-        "ghs_VENDORSinstallation0000000000000000",
-        Behaviour::Forbidden,
-        None,
-    )])
-    .await;
-    let tokens = [tok(
+    let (_sim, tokens) = setup(vec![case(
         "gh-forbidden",
         "github",
-        &sim.base_url(),
-        "ghs_VENDORSinstallation0000000000000000",
-        &[],
-    )];
+        "ghs_",
+        Behaviour::Forbidden,
+    )])
+    .await;
     let e = Exporter::start(&tokens);
     let m = e.probed(&tokens).await;
-    assert_eq!(m.errors("gh-forbidden", "forbidden"), 1.0);
+    assert!(m.errors("gh-forbidden", "forbidden") >= 1.0);
     assert_eq!(
         m.get("apitoken_probe_interval_seconds", "gh-forbidden"),
         2.0,
@@ -606,31 +592,15 @@ async fn gitlab_token_reports_identity_expiry_lifetime_last_use_and_scopes() {
         last_used_at: Some(used),
         scopes: Some(vec!["read_api".into(), "read_user".into()]),
     };
-    let sim = simulator(&[
-        (
-            "glpat-VENDORSheader000000000",
-            Behaviour::Valid,
-            Some(d.clone()),
-        ),
-        ("glpat-VENDORSbearer000000000", Behaviour::Valid, Some(d)),
+    let (_sim, tokens) = setup(vec![
+        gitlab("gl-header", Behaviour::Valid)
+            .reports(d.clone())
+            .with(&["expected_account_id: \"1234\""]),
+        gitlab("gl-bearer", Behaviour::Valid)
+            .reports(d)
+            .with(&["auth: bearer", "expected_account_id: \"99\""]),
     ])
     .await;
-    let tokens = [
-        tok(
-            "gl-header",
-            "gitlab",
-            &sim.base_url(),
-            "glpat-VENDORSheader000000000",
-            &["expected_account_id: \"1234\""],
-        ),
-        tok(
-            "gl-bearer",
-            "gitlab",
-            &sim.base_url(),
-            "glpat-VENDORSbearer000000000",
-            &["auth: bearer", "expected_account_id: \"99\""],
-        ),
-    ];
     let e = Exporter::start(&tokens);
     let m = e.probed(&tokens).await;
     // GitLab's expiry is a date: the token stops at that day's midnight UTC.
@@ -663,14 +633,10 @@ async fn gitlab_token_reports_identity_expiry_lifetime_last_use_and_scopes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn gitlab_token_without_expiry_keeps_the_configured_one() {
-    let sim = simulator(&[("glpat-VENDORSnoexp0000000000", Behaviour::Valid, None)]).await;
-    let tokens = [tok(
-        "gl-noexp",
-        "gitlab",
-        &sim.base_url(),
-        "glpat-VENDORSnoexp0000000000",
-        &["expires_at: 2030-01-01"],
-    )];
+    let (_sim, tokens) = setup(vec![
+        gitlab("gl-noexp", Behaviour::Valid).with(&["expires_at: 2030-01-01"])
+    ])
+    .await;
     let e = Exporter::start(&tokens);
     let m = e.probed(&tokens).await;
     assert_eq!(m.get("apitoken_valid", "gl-noexp"), 1.0);
@@ -685,49 +651,19 @@ async fn gitlab_token_without_expiry_keeps_the_configured_one() {
 #[tokio::test(flavor = "multi_thread")]
 async fn gitlab_inactive_revoked_and_401_tokens_are_rejected() {
     let expired = now() - 2 * DAY;
-    let sim = simulator(&[
-        (
-            "glpat-VENDORSinactive00000000",
-            Behaviour::Inactive { revoked: false },
-            details(Some(expired), Some(&["api"])),
-        ),
-        (
-            "glpat-VENDORSrevoked000000000",
-            Behaviour::Inactive { revoked: true },
-            None,
-        ),
-        ("glpat-VENDORSdead00000000000", Behaviour::Dead, None),
+    let (_sim, tokens) = setup(vec![
+        gitlab("gl-inactive", Behaviour::Inactive { revoked: false })
+            .expiring(expired, Some(&["api"])),
+        gitlab("gl-revoked", Behaviour::Inactive { revoked: true }),
+        gitlab("gl-dead", Behaviour::Dead),
     ])
     .await;
-    let tokens = [
-        tok(
-            "gl-inactive",
-            "gitlab",
-            &sim.base_url(),
-            "glpat-VENDORSinactive00000000",
-            &[],
-        ),
-        tok(
-            "gl-revoked",
-            "gitlab",
-            &sim.base_url(),
-            "glpat-VENDORSrevoked000000000",
-            &[],
-        ),
-        tok(
-            "gl-dead",
-            "gitlab",
-            &sim.base_url(),
-            "glpat-VENDORSdead00000000000",
-            &[],
-        ),
-    ];
     let e = Exporter::start(&tokens);
     let m = e.probed(&tokens).await;
     for t in ["gl-inactive", "gl-revoked", "gl-dead"] {
         assert_eq!(m.get("apitoken_valid", t), 0.0, "{t}");
         assert_eq!(m.get("apitoken_anonymous_fallback", t), 0.0, "{t}");
-        assert_eq!(m.result(t, "rejected"), 1.0, "{t}");
+        assert!(m.result(t, "rejected") >= 1.0, "{t}");
     }
     // The inactive token's description still tells when it expired.
     let midnight = (expired / DAY * DAY) as f64;
@@ -742,46 +678,18 @@ async fn gitlab_inactive_revoked_and_401_tokens_are_rejected() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn gitlab_429_waits_for_retry_after_else_ratelimit_reset_and_403_is_forbidden() {
-    let sim = simulator(&[
-        (
-            "glpat-VENDORSrl-ra0000000000",
+    let (_sim, tokens) = setup(vec![
+        gitlab(
+            "gl-rl-ra",
             Behaviour::RateLimited {
                 retry_after: Some("45".into()),
             },
-            None,
         ),
         // No Retry-After: RateLimit-Reset (epoch seconds, 60 s ahead) is the wait.
-        (
-            "glpat-VENDORSrl-reset0000000",
-            Behaviour::RateLimited { retry_after: None },
-            None,
-        ),
-        ("glpat-VENDORSforbidden000000", Behaviour::Forbidden, None),
+        gitlab("gl-rl-reset", Behaviour::RateLimited { retry_after: None }),
+        gitlab("gl-forbidden", Behaviour::Forbidden),
     ])
     .await;
-    let tokens = [
-        tok(
-            "gl-rl-ra",
-            "gitlab",
-            &sim.base_url(),
-            "glpat-VENDORSrl-ra0000000000",
-            &[],
-        ),
-        tok(
-            "gl-rl-reset",
-            "gitlab",
-            &sim.base_url(),
-            "glpat-VENDORSrl-reset0000000",
-            &[],
-        ),
-        tok(
-            "gl-forbidden",
-            "gitlab",
-            &sim.base_url(),
-            "glpat-VENDORSforbidden000000",
-            &[],
-        ),
-    ];
     let e = Exporter::start(&tokens);
     let m = e.probed(&tokens).await;
     assert_eq!(m.errors("gl-rl-ra", "rate_limited"), 1.0);
@@ -793,7 +701,7 @@ async fn gitlab_429_waits_for_retry_after_else_ratelimit_reset_and_403_is_forbid
         5,
         "reset",
     );
-    assert_eq!(m.errors("gl-forbidden", "forbidden"), 1.0);
+    assert!(m.errors("gl-forbidden", "forbidden") >= 1.0);
     assert!(m.value("apitoken_valid", "gl-forbidden", &[]).is_none());
 }
 
@@ -801,93 +709,39 @@ async fn gitlab_429_waits_for_retry_after_else_ratelimit_reset_and_403_is_forbid
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_error_reason_for_github_and_gitlab() {
-    let sim = simulator(&[
-        (
-            "ghp_VENDORS5xx0000000000000000000000000",
-            Behaviour::ServerError { status: 502 },
-            None,
-        ),
-        (
-            "glpat-VENDORSslow00000000000",
-            Behaviour::Slow {
-                delay: Duration::from_secs(3),
-            },
-            None,
-        ),
-        (
-            "ghp_VENDORSnoid000000000000000000000000",
-            Behaviour::NoAccountId,
-            None,
-        ),
-        ("glpat-VENDORSnoid00000000000", Behaviour::NoAccountId, None),
-        ("glpat-VENDORShtml00000000000", Behaviour::NonJson, None),
-        (
-            "ghp_VENDORSvalid00000000000000000000000",
-            Behaviour::Valid,
-            None,
-        ),
-    ])
-    .await;
-    let base = sim.base_url();
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let unreachable = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
     drop(closed);
-    let tls = base.replace("http://", "https://");
-    let tokens = [
-        tok(
-            "gh-5xx",
-            "github",
-            &base,
-            "ghp_VENDORS5xx0000000000000000000000000",
-            &[],
-        ),
-        tok(
+    let (sim, mut tokens) = setup(vec![
+        github("gh-5xx", Behaviour::ServerError { status: 502 }),
+        gitlab(
             "gl-timeout",
-            "gitlab",
-            &base,
-            "glpat-VENDORSslow00000000000",
-            &[],
+            Behaviour::Slow {
+                delay: Duration::from_secs(3),
+            },
         ),
-        tok(
-            "gh-noid",
-            "github",
-            &base,
-            "ghp_VENDORSnoid000000000000000000000000",
-            &[],
-        ),
-        tok(
-            "gl-noid",
-            "gitlab",
-            &base,
-            "glpat-VENDORSnoid00000000000",
-            &[],
-        ),
-        tok(
-            "gl-html",
-            "gitlab",
-            &base,
-            "glpat-VENDORShtml00000000000",
-            &[],
-        ),
-        tok(
-            "gh-connect",
-            "github",
-            &unreachable,
-            "ghp_VENDORSvalid00000000000000000000000",
-            &[],
-        ),
-        tok(
-            "gl-tls",
-            "gitlab",
-            &tls,
-            "glpat-VENDORSslow00000000000",
-            &[],
-        ),
-        Tok {
-            env: None,
-            ..tok("gh-nosecret", "github", &base, "", &[])
+        github("gh-noid", Behaviour::NoAccountId),
+        gitlab("gl-noid", Behaviour::NoAccountId),
+        gitlab("gl-html", Behaviour::NonJson),
+        Case {
+            site: Some(unreachable),
+            ..github("gh-connect", Behaviour::Valid)
         },
-    ];
+        Case {
+            in_env: false,
+            ..github("gh-nosecret", Behaviour::Valid)
+        },
+    ])
+    .await;
+    // https:// to the plain-HTTP simulator: the TLS handshake fails.
+    let tls = sim.base_url().replace("http://", "https://");
+    tokens.push(tok(
+        "gl-tls",
+        "gitlab",
+        &tls,
+        "glpat-s3cr3ttls0123456789",
+        &[],
+    ));
     let e = Exporter::start(&tokens);
     let m = e.probed(&tokens).await;
     for (t, reason) in [
@@ -900,7 +754,7 @@ async fn every_error_reason_for_github_and_gitlab() {
         ("gl-tls", "tls"),
         ("gh-nosecret", "credential_unavailable"),
     ] {
-        assert_eq!(m.errors(t, reason), 1.0, "{t}: {reason}\n{}", m.0);
+        assert!(m.errors(t, reason) >= 1.0, "{t}: {reason}\n{}", m.0);
         assert_eq!(m.get("apitoken_probe_success", t), 0.0, "{t}");
         assert!(m.value("apitoken_valid", t, &[]).is_none(), "{t}");
     }
@@ -908,55 +762,29 @@ async fn every_error_reason_for_github_and_gitlab() {
 
 // ------------------------------------------------------------------------------ CLI, reload, demo
 
-/// Runs the binary to completion (off the runtime that serves the simulator).
+/// Runs the binary to completion, off the runtime that serves the simulator:
+/// (exit code, stdout, stderr).
 async fn run(args: &[&str], env: &[(String, String)]) -> (i32, String, String) {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let env = env.to_vec();
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new(BIN)
-            .args(&args)
-            .envs(env)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    })
-    .await
-    .unwrap()
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).envs(env.to_vec()).stdin(Stdio::null());
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn check_probes_github_and_gitlab_and_shows_the_reported_expiry() {
-    let gh_exp = now() + 20 * DAY;
-    let sim = simulator(&[
-        (
-            "ghp_VENDORScheck000000000000000000000000",
-            Behaviour::Valid,
-            details(Some(gh_exp), Some(&["repo"])),
-        ),
-        ("glpat-VENDORScheck0000000000", Behaviour::Dead, None),
+    let (_sim, tokens) = setup(vec![
+        github("gh-check", Behaviour::Valid).expiring(now() + 20 * DAY, Some(&["repo"])),
+        gitlab("gl-check", Behaviour::Dead),
     ])
     .await;
-    let tokens = [
-        tok(
-            "gh-check",
-            "github",
-            &sim.base_url(),
-            "ghp_VENDORScheck000000000000000000000000",
-            &[],
-        ),
-        tok(
-            "gl-check",
-            "gitlab",
-            &sim.base_url(),
-            "glpat-VENDORScheck0000000000",
-            &[],
-        ),
-    ];
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.yaml");
     std::fs::write(&path, config(&tokens)).unwrap();
@@ -987,10 +815,7 @@ async fn check_probes_github_and_gitlab_and_shows_the_reported_expiry() {
         "{table}"
     );
     for text in [&out, &err, &table] {
-        assert!(
-            !text.contains("VENDORScheck"),
-            "secret in check output:\n{text}"
-        );
+        assert!(!text.contains(MARK), "secret in check output:\n{text}");
     }
 }
 
@@ -1016,7 +841,7 @@ async fn config_check_accepts_github_and_gitlab_and_refuses_email_clearly() {
 
     let bad = write(
         "bad.yaml",
-        "tokens:\n  - {name: gh, provider: github, email: a@b.c, token_env: GH}\n  - {name: gl, provider: gitlab, email: a@b.c, token_env: GL}\n  - {name: pasted, provider: gitlab, token_env: glpat-VENDORSpasted0000000000}\n  - {name: hdr, provider: github, auth: header, token_env: GH}\n",
+        &format!("tokens:\n  - {{name: gh, provider: github, email: a@b.c, token_env: GH}}\n  - {{name: gl, provider: gitlab, email: a@b.c, token_env: GL}}\n  - {{name: pasted, provider: gitlab, token_env: glpat-{MARK}pasted0123456789}}\n  - {{name: hdr, provider: github, auth: header, token_env: GH}}\n"),
     );
     let (code, out, err) = run(&["--config.check", &bad], &env).await;
     assert_eq!(code, 1, "{out}{err}");
@@ -1029,39 +854,16 @@ async fn config_check_accepts_github_and_gitlab_and_refuses_email_clearly() {
     ] {
         assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
     }
-    assert!(
-        !err.contains("VENDORSpasted") && !out.contains("VENDORSpasted"),
-        "{err}"
-    );
+    assert!(!err.contains(MARK) && !out.contains(MARK), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reload_adds_a_github_token() {
-    let sim = simulator(&[
-        ("glpat-VENDORSreload000000000", Behaviour::Valid, None),
-        (
-            "ghp_VENDORSreload00000000000000000000000",
-            Behaviour::Valid,
-            details(Some(now() + 5 * DAY), None),
-        ),
+    let (_sim, both) = setup(vec![
+        gitlab("gl-first", Behaviour::Valid),
+        github("gh-added", Behaviour::Valid).expiring(now() + 5 * DAY, None),
     ])
     .await;
-    let both = [
-        tok(
-            "gl-first",
-            "gitlab",
-            &sim.base_url(),
-            "glpat-VENDORSreload000000000",
-            &[],
-        ),
-        tok(
-            "gh-added",
-            "github",
-            &sim.base_url(),
-            "ghp_VENDORSreload00000000000000000000000",
-            &[],
-        ),
-    ];
     // Both secrets are in the environment from the start; the first config names one.
     let e = Exporter::start_args(&config(&both[..1]), &env_of(&both), &[]);
     e.probed(&both[..1]).await;
@@ -1118,51 +920,26 @@ async fn the_demo_shows_its_github_and_gitlab_tokens_and_never_their_secrets() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_github_or_gitlab_secret_appears_in_any_output() {
-    let secrets = [
-        ("ghp_VENDORSleak-valid000000000000000000", Behaviour::Valid),
-        ("github_pat_VENDORSleak-dead000000000000", Behaviour::Dead),
-        (
-            "ghp_VENDORSleak-rl0000000000000000000000",
-            Behaviour::RateLimited { retry_after: None },
-        ),
-        (
-            "ghp_VENDORSleak-forbidden000000000000000",
-            Behaviour::Forbidden,
-        ),
-        ("glpat-VENDORSleak-valid0000000", Behaviour::Valid),
-        (
-            "glpat-VENDORSleak-inactive000",
-            Behaviour::Inactive { revoked: true },
-        ),
-        (
-            "glpat-VENDORSleak-rl000000000",
+    let cases = vec![
+        github("l0", Behaviour::Valid),
+        case("l1", "github", "github_pat_", Behaviour::Dead),
+        github("l2", Behaviour::RateLimited { retry_after: None }),
+        github("l3", Behaviour::Forbidden),
+        gitlab("l4", Behaviour::Valid),
+        gitlab("l5", Behaviour::Inactive { revoked: true }),
+        gitlab(
+            "l6",
             Behaviour::RateLimited {
                 retry_after: Some("5".into()),
             },
         ),
-        (
-            "glpat-VENDORSleak-5xx00000000",
-            Behaviour::ServerError { status: 503 },
-        ),
+        gitlab("l7", Behaviour::ServerError { status: 503 }),
     ];
-    let creds: Vec<_> = secrets
-        .iter()
-        .map(|(s, b)| (*s, b.clone(), details(Some(now() + DAY), Some(&["api"]))))
+    let cases = cases
+        .into_iter()
+        .map(|c| c.expiring(now() + DAY, Some(&["api"])))
         .collect();
-    let sim = simulator(&creds).await;
-    const NAMES: [&str; 8] = ["l0", "l1", "l2", "l3", "l4", "l5", "l6", "l7"];
-    let tokens: Vec<Tok> = secrets
-        .iter()
-        .zip(NAMES)
-        .map(|((s, _), name)| {
-            let provider = if s.starts_with("gl") {
-                "gitlab"
-            } else {
-                "github"
-            };
-            tok(name, provider, &sim.base_url(), s, &[])
-        })
-        .collect();
+    let (_sim, tokens) = setup(cases).await;
     let e = Exporter::start(&tokens);
     let m = e.probed(&tokens).await;
     // A reload with a broken config names the problem, never a secret from the env.
@@ -1185,44 +962,26 @@ async fn no_github_or_gitlab_secret_appears_in_any_output() {
         ("/-/reload", &reload),
         ("output", &printed),
     ] {
-        for (secret, _) in &secrets {
-            assert!(!text.contains(secret), "{secret} in {what}:\n{text}");
-            // Nor any recognisable part of it.
-            assert!(
-                !text.contains("VENDORSleak"),
-                "a secret's body in {what}:\n{text}"
-            );
-        }
+        assert!(!text.contains(MARK), "a secret in {what}:\n{text}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_jira_github_and_gitlab_config_passes_promtool_check_metrics() {
-    let sim = simulator(&[
-        (
-            "ghp_VENDORSprom00000000000000000000000000",
-            Behaviour::Valid,
-            details(Some(now() + 9 * DAY), Some(&["repo", "gist"])),
-        ),
-        (
-            "glpat-VENDORSprom0000000000",
-            Behaviour::Valid,
-            Some(TokenDetails {
-                created_at: Some(now() - 9 * DAY),
-                expires_at: Some(now() + 90 * DAY),
-                last_used_at: Some(now() - 60),
-                scopes: Some(vec!["read_api".into()]),
-            }),
-        ),
-        (
-            "glpat-VENDORSprom-rl000000000",
-            Behaviour::RateLimited { retry_after: None },
-            None,
-        ),
+    let (sim, mut tokens) = setup(vec![
+        github("github", Behaviour::Valid).expiring(now() + 9 * DAY, Some(&["repo", "gist"])),
+        gitlab("gitlab", Behaviour::Valid).reports(TokenDetails {
+            created_at: Some(now() - 9 * DAY),
+            expires_at: Some(now() + 90 * DAY),
+            last_used_at: Some(now() - 60),
+            scopes: Some(vec!["read_api".into()]),
+        }),
+        gitlab("gitlab-rl", Behaviour::RateLimited { retry_after: None }),
     ])
     .await;
+    let jira_secret = format!("ATATT3x{MARK}jira");
     sim.sim.add_credential(
-        "ATATT3xVENDORSprom",
+        &jira_secret,
         Credential {
             account_id: "5b10a2844c20165700ede21g".into(),
             email: "jira-bot@acme.example".into(),
@@ -1230,41 +989,18 @@ async fn a_jira_github_and_gitlab_config_passes_promtool_check_metrics() {
             behaviour: Behaviour::Valid,
         },
     );
-    let tokens = [
-        tok(
-            "jira",
-            "jira",
-            &sim.base_url(),
-            "ATATT3xVENDORSprom",
-            &["email: jira-bot@acme.example", "expires_at: 2030-01-01"],
-        ),
-        tok(
-            "github",
-            "github",
-            &sim.base_url(),
-            "ghp_VENDORSprom00000000000000000000000000",
-            &[],
-        ),
-        tok(
-            "gitlab",
-            "gitlab",
-            &sim.base_url(),
-            "glpat-VENDORSprom0000000000",
-            &[],
-        ),
-        tok(
-            "gitlab-rl",
-            "gitlab",
-            &sim.base_url(),
-            "glpat-VENDORSprom-rl000000000",
-            &[],
-        ),
-    ];
+    tokens.push(tok(
+        "jira",
+        "jira",
+        &sim.base_url(),
+        &jira_secret,
+        &["email: jira-bot@acme.example", "expires_at: 2030-01-01"],
+    ));
     let e = Exporter::start(&tokens);
     let m = e.probed(&tokens).await;
-    assert_eq!(m.get("apitoken_valid", "jira"), 1.0);
-    assert_eq!(m.get("apitoken_valid", "github"), 1.0);
-    assert_eq!(m.get("apitoken_valid", "gitlab"), 1.0);
+    for t in ["jira", "github", "gitlab"] {
+        assert_eq!(m.get("apitoken_valid", t), 1.0, "{t}");
+    }
     for family in [
         "apitoken_scope_info",
         "apitoken_lifetime_seconds",
@@ -1277,7 +1013,12 @@ async fn a_jira_github_and_gitlab_config_passes_promtool_check_metrics() {
             m.0
         );
     }
-    // A missing promtool fails the test (scripts/install-test-deps.sh installs it).
+    promtool_check_metrics(&m.0);
+}
+
+/// The real `promtool check metrics` (a missing promtool fails the test:
+/// scripts/install-test-deps.sh installs it).
+fn promtool_check_metrics(exposition: &str) {
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -1285,12 +1026,9 @@ async fn a_jira_github_and_gitlab_config_passes_promtool_check_metrics() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("promtool not found: run scripts/install-test-deps.sh");
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(m.0.as_bytes())
-        .unwrap();
+    let mut stdin = promtool.stdin.take().unwrap();
+    stdin.write_all(exposition.as_bytes()).unwrap();
+    drop(stdin);
     let out = promtool.wait_with_output().unwrap();
     let said = format!(
         "{}{}",
@@ -1307,8 +1045,7 @@ async fn a_jira_github_and_gitlab_config_passes_promtool_check_metrics() {
         .collect();
     assert!(
         other.is_empty() && (out.status.success() || said.contains(KNOWN)),
-        "promtool check metrics ({}):\n{said}\n{}",
-        out.status,
-        m.0
+        "promtool check metrics ({}):\n{said}\n{exposition}",
+        out.status
     );
 }

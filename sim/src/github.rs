@@ -157,7 +157,6 @@ fn answer_with(req: Incoming<'_>, status: StatusCode, body: Value, remaining: u3
 mod tests {
     use super::*;
     use crate::test_support::*;
-    use crate::{RunningSimulator, Simulator};
 
     const ID: &str = "583231";
 
@@ -172,23 +171,6 @@ mod tests {
         .await
     }
 
-    async fn serve(
-        creds: &[(&str, Behaviour, Option<TokenDetails>)],
-    ) -> (RunningSimulator, String) {
-        let sim = Simulator::new();
-        for (secret, behaviour, details) in creds {
-            let mut c = cred(behaviour.clone());
-            c.account_id = ID.into();
-            sim.add_credential(secret, c);
-            if let Some(d) = details {
-                sim.set_token_details(secret, d.clone());
-            }
-        }
-        let running = start(&sim).await;
-        let base = running.base_url();
-        (running, base)
-    }
-
     #[tokio::test]
     async fn a_classic_token_with_an_expiry_reports_both_in_headers() {
         let details = TokenDetails {
@@ -196,7 +178,7 @@ mod tests {
             scopes: Some(vec!["repo".into(), "read:org".into()]),
             ..TokenDetails::default()
         };
-        let (_r, base) = serve(&[("ghp_tok", Behaviour::Valid, Some(details))]).await;
+        let (_r, base) = with_tokens(ID, &[("ghp_tok", Behaviour::Valid, Some(details))]).await;
         let r = get(&format!("{base}/user"), "ghp_tok").await;
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(r.json()["id"], 583_231);
@@ -216,7 +198,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_fine_grained_token_without_expiry_sends_neither_header() {
-        let (_r, base) = serve(&[("github_pat_tok", Behaviour::Valid, None)]).await;
+        let (_r, base) = with_tokens(ID, &[("github_pat_tok", Behaviour::Valid, None)]).await;
         let r = get(&format!("{base}/user"), "github_pat_tok").await;
         assert_eq!(r.status, 200);
         assert!(r.header("github-authentication-token-expiration").is_none());
@@ -225,7 +207,7 @@ mod tests {
 
     #[tokio::test]
     async fn enterprise_server_answers_under_api_v3_and_nowhere_else() {
-        let (_r, base) = serve(&[("ghp_tok", Behaviour::Valid, None)]).await;
+        let (_r, base) = with_tokens(ID, &[("ghp_tok", Behaviour::Valid, None)]).await;
         let r = get(&format!("{base}/api/v3/user"), "ghp_tok").await;
         assert_eq!(r.status, 200);
         assert_eq!(
@@ -244,11 +226,14 @@ mod tests {
 
     #[tokio::test]
     async fn refusals_are_401_and_no_user_agent_is_403() {
-        let (_r, base) = serve(&[
-            ("ghp_ok", Behaviour::Valid, None),
-            ("ghp_dead", Behaviour::Dead, None),
-            ("ghp_inactive", Behaviour::Inactive { revoked: true }, None),
-        ])
+        let (_r, base) = with_tokens(
+            ID,
+            &[
+                ("ghp_ok", Behaviour::Valid, None),
+                ("ghp_dead", Behaviour::Dead, None),
+                ("ghp_inactive", Behaviour::Inactive { revoked: true }, None),
+            ],
+        )
         .await;
         let url = format!("{base}/user");
         for secret in ["ghp_dead", "ghp_inactive", "ghp_unknown"] {
@@ -271,20 +256,23 @@ mod tests {
 
     #[tokio::test]
     async fn rate_limits_come_as_403_with_a_reset_or_429_with_retry_after() {
-        let (_r, base) = serve(&[
-            (
-                "ghp_primary",
-                Behaviour::RateLimited { retry_after: None },
-                None,
-            ),
-            (
-                "ghp_secondary",
-                Behaviour::RateLimited {
-                    retry_after: Some("60".into()),
-                },
-                None,
-            ),
-        ])
+        let (_r, base) = with_tokens(
+            ID,
+            &[
+                (
+                    "ghp_primary",
+                    Behaviour::RateLimited { retry_after: None },
+                    None,
+                ),
+                (
+                    "ghp_secondary",
+                    Behaviour::RateLimited {
+                        retry_after: Some("60".into()),
+                    },
+                    None,
+                ),
+            ],
+        )
         .await;
         let r = get(&format!("{base}/user"), "ghp_primary").await;
         assert_eq!(r.status, 403);
@@ -301,10 +289,13 @@ mod tests {
 
     #[tokio::test]
     async fn forbidden_is_a_403_within_the_rate_limit_and_no_account_id_drops_the_id() {
-        let (_r, base) = serve(&[
-            ("ghp_forbidden", Behaviour::Forbidden, None),
-            ("ghp_noid", Behaviour::NoAccountId, None),
-        ])
+        let (_r, base) = with_tokens(
+            ID,
+            &[
+                ("ghp_forbidden", Behaviour::Forbidden, None),
+                ("ghp_noid", Behaviour::NoAccountId, None),
+            ],
+        )
         .await;
         let r = get(&format!("{base}/user"), "ghp_forbidden").await;
         assert_eq!(r.status, 403);

@@ -105,24 +105,7 @@ fn rate_limited(retry_after: Option<&str>) -> Response {
 mod tests {
     use super::*;
     use crate::test_support::*;
-    use crate::{RunningSimulator, Simulator, TokenDetails};
-
-    async fn serve(
-        creds: &[(&str, Behaviour, Option<TokenDetails>)],
-    ) -> (RunningSimulator, String) {
-        let sim = Simulator::new();
-        for (secret, behaviour, details) in creds {
-            let mut c = cred(behaviour.clone());
-            c.account_id = "1234".into();
-            sim.add_credential(secret, c);
-            if let Some(d) = details {
-                sim.set_token_details(secret, d.clone());
-            }
-        }
-        let running = start(&sim).await;
-        let base = running.base_url();
-        (running, base)
-    }
+    use crate::TokenDetails;
 
     async fn private_token(url: &str, secret: &str) -> Resp {
         send(client().get(url).header("PRIVATE-TOKEN", secret)).await
@@ -136,7 +119,8 @@ mod tests {
             last_used_at: Some(1_769_947_200),
             scopes: Some(vec!["read_api".into()]),
         };
-        let (_r, base) = serve(&[("glpat-tok", Behaviour::Valid, Some(details))]).await;
+        let (_r, base) =
+            with_tokens("1234", &[("glpat-tok", Behaviour::Valid, Some(details))]).await;
         let url = format!("{base}/gitlab/api/v4/personal_access_tokens/self");
         for r in [
             private_token(&url, "glpat-tok").await,
@@ -157,7 +141,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_details_a_token_never_expires_and_was_never_used() {
-        let (_r, base) = serve(&[("glpat-tok", Behaviour::Valid, None)]).await;
+        let (_r, base) = with_tokens("1234", &[("glpat-tok", Behaviour::Valid, None)]).await;
         let r = private_token(&format!("{base}{SELF}"), "glpat-tok").await;
         let v = r.json();
         assert!(
@@ -170,15 +154,18 @@ mod tests {
 
     #[tokio::test]
     async fn inactive_tokens_say_so_and_dead_ones_get_401() {
-        let (_r, base) = serve(&[
-            (
-                "glpat-expired",
-                Behaviour::Inactive { revoked: false },
-                None,
-            ),
-            ("glpat-revoked", Behaviour::Inactive { revoked: true }, None),
-            ("glpat-dead", Behaviour::Dead, None),
-        ])
+        let (_r, base) = with_tokens(
+            "1234",
+            &[
+                (
+                    "glpat-expired",
+                    Behaviour::Inactive { revoked: false },
+                    None,
+                ),
+                ("glpat-revoked", Behaviour::Inactive { revoked: true }, None),
+                ("glpat-dead", Behaviour::Dead, None),
+            ],
+        )
         .await;
         let url = format!("{base}{SELF}");
         let v = private_token(&url, "glpat-expired").await.json();
@@ -201,22 +188,25 @@ mod tests {
 
     #[tokio::test]
     async fn rate_limits_forbidden_and_no_account_id() {
-        let (_r, base) = serve(&[
-            (
-                "glpat-rl",
-                Behaviour::RateLimited { retry_after: None },
-                None,
-            ),
-            (
-                "glpat-rl-ra",
-                Behaviour::RateLimited {
-                    retry_after: Some("30".into()),
-                },
-                None,
-            ),
-            ("glpat-forbidden", Behaviour::Forbidden, None),
-            ("glpat-noid", Behaviour::NoAccountId, None),
-        ])
+        let (_r, base) = with_tokens(
+            "1234",
+            &[
+                (
+                    "glpat-rl",
+                    Behaviour::RateLimited { retry_after: None },
+                    None,
+                ),
+                (
+                    "glpat-rl-ra",
+                    Behaviour::RateLimited {
+                        retry_after: Some("30".into()),
+                    },
+                    None,
+                ),
+                ("glpat-forbidden", Behaviour::Forbidden, None),
+                ("glpat-noid", Behaviour::NoAccountId, None),
+            ],
+        )
         .await;
         let url = format!("{base}{SELF}");
         let r = private_token(&url, "glpat-rl").await;

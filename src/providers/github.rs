@@ -132,27 +132,13 @@ mod tests {
 
     use super::*;
     use crate::probe::Outcome;
-    use crate::providers::stub::{probe_once, reply, serve, Reply};
+    use crate::providers::stub::{
+        epoch_in, error_of, probe_answered, probe_once, reply, serve, Reply,
+    };
     use crate::providers::Probed;
 
     async fn answer(reply: Reply) -> Probed {
-        let (site, _) = serve(move |_, _| reply.clone()).await;
-        probe_once(PROVIDER, &site).await
-    }
-
-    fn error(p: &Probed) -> &ProbeError {
-        match &p.outcome {
-            Outcome::Error(e) => e,
-            other => panic!("expected an error, got {other:?}"),
-        }
-    }
-
-    fn epoch_in(secs: u64) -> String {
-        (std::time::SystemTime::now() + Duration::from_secs(secs))
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            .to_string()
+        probe_answered(PROVIDER, reply).await
     }
 
     #[test]
@@ -246,7 +232,7 @@ mod tests {
     async fn a_200_without_a_numeric_id_is_a_bad_response() {
         for body in [r#"{"login":"x"}"#, r#"{"id":"583231"}"#, "[]"] {
             let p = answer(reply(200, &[], body)).await;
-            assert_eq!(error(&p).reason, ErrorReason::BadResponse, "{body}");
+            assert_eq!(error_of(&p).reason, ErrorReason::BadResponse, "{body}");
         }
     }
 
@@ -262,7 +248,7 @@ mod tests {
             r#"{"message":"API rate limit exceeded"}"#,
         ))
         .await;
-        let e = error(&p);
+        let e = error_of(&p);
         assert_eq!(e.reason, ErrorReason::RateLimited);
         let wait = e.retry_after.expect("the reset is the wait");
         assert!(
@@ -290,7 +276,7 @@ mod tests {
                 r#"{"message":"You have exceeded a secondary rate limit"}"#,
             ))
             .await;
-            let e = error(&p);
+            let e = error_of(&p);
             assert_eq!(e.reason, ErrorReason::RateLimited, "{status}");
             assert_eq!(e.retry_after, Some(Duration::from_secs(60)), "{status}");
         }
@@ -308,7 +294,7 @@ mod tests {
         ))
         .await;
         assert_eq!(
-            error(&p).retry_after,
+            error_of(&p).retry_after,
             Some(crate::upstream::RETRY_AFTER_MAX)
         );
         // Already past: the minimum, which never shortens the interval.
@@ -319,7 +305,7 @@ mod tests {
         ))
         .await;
         assert_eq!(
-            error(&p).retry_after,
+            error_of(&p).retry_after,
             Some(crate::upstream::RETRY_AFTER_MIN)
         );
     }
@@ -332,7 +318,7 @@ mod tests {
             r#"{"message":"Resource not accessible by integration"}"#,
         ))
         .await;
-        let e = error(&p);
+        let e = error_of(&p);
         assert_eq!(e.reason, ErrorReason::Forbidden);
         assert!(
             e.detail.contains("Resource not accessible by integration"),
@@ -347,7 +333,7 @@ mod tests {
             "not json",
         ))
         .await;
-        assert_eq!(error(&p).reason, ErrorReason::Forbidden);
+        assert_eq!(error_of(&p).reason, ErrorReason::Forbidden);
         assert!(p.facts.is_empty());
     }
 
@@ -355,7 +341,7 @@ mod tests {
     async fn other_statuses_are_bad_responses() {
         for status in [400, 404] {
             let p = answer(reply(status, &[], "{}")).await;
-            assert_eq!(error(&p).reason, ErrorReason::BadResponse, "{status}");
+            assert_eq!(error_of(&p).reason, ErrorReason::BadResponse, "{status}");
         }
     }
 }

@@ -148,7 +148,9 @@ mod tests {
 
     use super::*;
     use crate::probe::Outcome;
-    use crate::providers::stub::{probe_once, reply, serve, Reply};
+    use crate::providers::stub::{
+        epoch_in, error_of, probe_answered, probe_once, reply, serve, Reply,
+    };
     use crate::providers::{probe, ProbeTarget, Probed};
     use crate::secret::Secret;
     use crate::upstream::HttpClient;
@@ -158,15 +160,7 @@ mod tests {
         "last_used_at":"2026-02-01T12:00:00.123Z","active":true,"expires_at":"2026-04-10"}"#;
 
     async fn answer(reply: Reply) -> Probed {
-        let (site, _) = serve(move |_, _| reply.clone()).await;
-        probe_once(PROVIDER, &site).await
-    }
-
-    fn error(p: &Probed) -> &ProbeError {
-        match &p.outcome {
-            Outcome::Error(e) => e,
-            other => panic!("expected an error, got {other:?}"),
-        }
+        probe_answered(PROVIDER, reply).await
     }
 
     fn token(replace: &[(&str, &str)]) -> String {
@@ -265,7 +259,7 @@ mod tests {
             r#"{"error":"insufficient_scope","error_description":"The request requires higher privileges"}"#,
         ))
         .await;
-        let e = error(&p);
+        let e = error_of(&p);
         assert_eq!(e.reason, ErrorReason::Forbidden);
         assert!(
             e.detail.contains("requires higher privileges"),
@@ -283,15 +277,11 @@ mod tests {
             "",
         ))
         .await;
-        assert_eq!(error(&p).reason, ErrorReason::RateLimited);
-        assert_eq!(error(&p).retry_after, Some(Duration::from_secs(30)));
-        let reset = (std::time::SystemTime::now() + Duration::from_secs(300))
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            .to_string();
+        assert_eq!(error_of(&p).reason, ErrorReason::RateLimited);
+        assert_eq!(error_of(&p).retry_after, Some(Duration::from_secs(30)));
+        let reset = epoch_in(300);
         let p = answer(reply(429, &[("ratelimit-reset", &reset)], "")).await;
-        let wait = error(&p).retry_after.expect("the reset is the wait");
+        let wait = error_of(&p).retry_after.expect("the reset is the wait");
         assert!(
             wait > Duration::from_secs(280) && wait <= Duration::from_secs(300),
             "{wait:?}"
@@ -317,10 +307,10 @@ mod tests {
         ];
         for r in cases {
             let p = answer(r.clone()).await;
-            assert_eq!(error(&p).reason, ErrorReason::BadResponse, "{r:?}");
+            assert_eq!(error_of(&p).reason, ErrorReason::BadResponse, "{r:?}");
         }
         let p = answer(reply(400, &[], r#"{"message":"400 Bad request - This endpoint requires token type to be a personal access token"}"#)).await;
-        assert!(error(&p)
+        assert!(error_of(&p)
             .detail
             .contains("only personal, project and group access tokens"));
     }

@@ -370,11 +370,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_rate_limit_reset_is_the_wait_only_where_the_provider_says_so() {
-        let reset = (std::time::SystemTime::now() + std::time::Duration::from_secs(1200))
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            .to_string();
+        let reset = stub::epoch_in(1200);
         let (site, _) =
             stub::serve(move |_, _| stub::reply(429, &[("x-ratelimit-reset", reset.as_str())], ""))
                 .await;
@@ -461,6 +457,28 @@ pub(crate) mod stub {
         let url = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
         (url, seen)
+    }
+
+    /// One probe of `provider` against a vendor that gives every request `reply`.
+    pub async fn probe_answered(provider: Provider, reply: Reply) -> Probed {
+        let (site, _) = serve(move |_, _| reply.clone()).await;
+        probe_once(provider, &site).await
+    }
+
+    /// The error of an inconclusive probe (panics on a conclusive one).
+    pub fn error_of(p: &Probed) -> &ProbeError {
+        match &p.outcome {
+            Outcome::Error(e) => e,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    /// Unix seconds `secs` from now, as a rate-limit reset header writes them.
+    pub fn epoch_in(secs: u64) -> String {
+        (std::time::SystemTime::now() + std::time::Duration::from_secs(secs))
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            .to_string()
     }
 
     /// One probe of `provider` against `site` with basic auth `e@x` (or Bearer).
