@@ -268,8 +268,9 @@ def token_files(workdir, n):
     return paths
 
 
-def ours_config(workdir, n, fast_port):
-    path = os.path.join(workdir, f"ours-{n}.yaml")
+def ours_config(workdir, n, fast_port, vendors=("jira",)):
+    """N tokens; token i is of provider vendors[i % len(vendors)] (bench/mixed.py)."""
+    path = os.path.join(workdir, f"ours-{n}-{'-'.join(vendors)}.yaml")
     files = token_files(workdir, n)
     lines = [
         "global:",
@@ -280,14 +281,16 @@ def ours_config(workdir, n, fast_port):
         "tokens:",
     ]
     for i in range(n):
+        provider = vendors[i % len(vendors)]
         lines += [
             f"  - name: bench-{i}",
-            "    provider: jira",
+            f"    provider: {provider}",
             f"    site: http://127.0.0.1:{fast_port}",
-            f"    email: bench-{i}@example.com",
             f"    token_file: {files[i]}",
             "    expires_at: 2027-06-30",
         ]
+        if provider == "jira":
+            lines.append(f"    email: bench-{i}@example.com")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return path
@@ -381,8 +384,10 @@ def window_figures(probes, window_s, cpu_s, cpu_src, s0, s1, steady, peak):
     }
 
 
-def bench_ours(workdir, n, fast, run):
-    cfg = ours_config(workdir, n, fast.port)
+def bench_ours(workdir, n, fast, run, vendors=("jira",), scrapes=True):
+    """`scrapes=False` (bench/mixed.py) measures the probe window only: no body sizes, cold
+    scrapes or wrk."""
+    cfg = ours_config(workdir, n, fast.port, vendors)
     port = free_port()
     t0 = time.monotonic()
     p = start([EXPORTER, f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{port}"],
@@ -427,6 +432,10 @@ def bench_ours(workdir, n, fast, run):
         if reqs and abs(probes_counter - reqs) > 0.05 * reqs + 2:
             log(f"WARNING ours N={n}: exporter counted {probes_counter:.0f} probes, the loopback "
                 f"server {reqs} requests")
+        window = window_figures(probes, cpu_window, cpu_s, cpu_src, s0, s1, steady, steady)
+        window["valid_share"] = valid / probes_counter if probes_counter else None
+        if not scrapes:
+            return window
 
         _, _, plain = http_get(port, "/metrics")
         status, hdrs, gz = http_get(port, "/metrics", {"Accept-Encoding": "gzip"})

@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
 """A small, fast loopback stand-in for Atlassian's Jira `/myself`, for benchmarks only.
 
+It also answers GitHub's `<anything>/user` and GitLab's
+`<anything>/api/v4/personal_access_tokens/self` (fixed valid answers carrying everything
+those vendors report: expiry, scopes, and for GitLab creation and last use), for the
+mixed-vendor run (`bench/mixed.py`); they count as probe requests too.
+
 Answers `GET <anything>/rest/api/3/myself` with a fixed 200 JSON body (the `emailAddress`
 echoes the basic-auth user, so the exporter classifies every probe as `valid`) and an
 `X-AAccountId` header, over HTTP/1.1 keep-alive. It counts the TCP connections it
@@ -23,6 +28,8 @@ import signal
 import sys
 
 MYSELF_SUFFIX = b"/rest/api/3/myself"
+GITHUB_SUFFIX = b"/user"
+GITLAB_SUFFIX = b"/api/v4/personal_access_tokens/self"
 ACCOUNT_ID = "5b10ac8d82e05b22cc7d4ef5"
 MAX_HEADER_BYTES = 64 * 1024
 
@@ -99,6 +106,31 @@ def myself_response(auth):
     return resp
 
 
+# Valid GitHub and GitLab answers with every fact those vendors report about a token.
+GITHUB_USER = _response(
+    b"200 OK", json.dumps({"login": "bench", "id": 583231, "type": "User"}).encode(),
+    b"application/json; charset=utf-8",
+    b"GitHub-Authentication-Token-Expiration: 2027-06-30 12:00:00 UTC\r\n"
+    b"X-OAuth-Scopes: repo, read:org\r\nX-RateLimit-Remaining: 4999\r\n")
+GITLAB_SELF = _response(
+    b"200 OK", json.dumps({
+        "id": 1, "name": "bench", "revoked": False, "created_at": "2026-01-10T08:30:00.000Z",
+        "scopes": ["read_api", "read_user"], "user_id": 1234,
+        "last_used_at": "2026-02-01T12:00:00.000Z", "active": True, "expires_at": "2027-06-30",
+    }).encode(), b"application/json")
+
+
+def probe_response(path, auth):
+    """The answer to a probe request, or None for any other path."""
+    if path.endswith(MYSELF_SUFFIX):
+        return myself_response(auth)
+    if path.endswith(GITLAB_SUFFIX):
+        return GITLAB_SELF
+    if path.endswith(GITHUB_SUFFIX):
+        return GITHUB_USER
+    return None
+
+
 class Http11(asyncio.Protocol):
     """Minimal HTTP/1.1 server side: GET/HEAD only, pipelining tolerated, keep-alive."""
 
@@ -146,12 +178,13 @@ class Http11(asyncio.Protocol):
                     self.transport.write(BAD_REQUEST)
                     self.transport.close()
                     return
-            if path.endswith(MYSELF_SUFFIX):
+            probe = probe_response(path, auth)
+            if probe is not None:
                 STATS.requests += 1
                 if not self.carried_probe:
                     self.carried_probe = True
                     STATS.probe_connections += 1
-                self.transport.write(myself_response(auth))
+                self.transport.write(probe)
             elif path == b"/__stats":
                 if self.served == 0:
                     STATS.stats_connections += 1

@@ -3,10 +3,13 @@
 #
 #   bench/run.sh                                   # full: 3 runs x 100, 1,000, 10,000 tokens
 #   BENCH_RUNS=1 BENCH_WINDOW=20 BENCH_SIZES="100 1000" bench/run.sh   # quick pass
+#   BENCH_MIXED=1 bench/run.sh       # then the mixed-vendor run (Jira vs Jira+GitHub+GitLab)
+#   BENCH_MIXED=only bench/run.sh    # the mixed-vendor run alone (no blackbox, no wrk)
 #
 # Knobs (environment): BENCH_RUNS, BENCH_WINDOW, BENCH_SIZES, BENCH_INTERVAL,
 # BENCH_WRK_SECS, BENCH_WRK_CONNS, BENCH_BB_WARMUP, BENCH_CONCURRENCY, BENCH_CORE_SUT,
-# BENCH_CORE_LOAD, BENCH_SKIP_BUILD=1, BENCH_KEEP=1. See bench/README.md.
+# BENCH_CORE_LOAD, BENCH_SKIP_BUILD=1, BENCH_KEEP=1, BENCH_MIXED, BENCH_MIXED_SIZES,
+# BENCH_EXPORTER. See bench/README.md.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -33,8 +36,11 @@ log() { printf '[run.sh %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
 # --- 1. tools -------------------------------------------------------------------------
 need=()
-command -v prometheus-blackbox-exporter >/dev/null || need+=(prometheus-blackbox-exporter)
-command -v wrk >/dev/null || need+=(wrk)
+mixed="${BENCH_MIXED:-0}"
+if [[ "$mixed" != only ]]; then
+    command -v prometheus-blackbox-exporter >/dev/null || need+=(prometheus-blackbox-exporter)
+    command -v wrk >/dev/null || need+=(wrk)
+fi
 command -v taskset >/dev/null || need+=(util-linux)
 command -v python3 >/dev/null || need+=(python3)
 if ((${#need[@]})); then
@@ -84,9 +90,14 @@ if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
 fi
 
 # --- 3. benchmark ----------------------------------------------------------------------
-python3 "$here/bench.py" &
-harness_pid=$!
-wait "$harness_pid"
-status=$?
-harness_pid=""
+status=0
+for script in bench mixed; do
+    case "$script:$mixed" in
+        bench:only | mixed:0) continue ;;
+    esac
+    python3 "$here/$script.py" &
+    harness_pid=$!
+    wait "$harness_pid" || status=$?
+    harness_pid=""
+done
 exit "$status"

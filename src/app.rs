@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::config::Config;
+use crate::config::{Config, ExpirySource};
 use crate::metrics::MetricsCache;
 use crate::probe::Outcome;
 use crate::scheduler::{probe_token, Scheduler, Spread, TokenCredential, RELOAD_SPREAD};
@@ -327,6 +327,8 @@ struct CheckRow {
     provider: &'static str,
     outcome: &'static str,
     days_until_expiry: Option<f64>,
+    /// Where the expiry comes from: the vendor (`provider`) or the config.
+    expiry_source: &'static str,
     reason: Option<&'static str>,
     detail: Option<String>,
     account_id: Option<String>,
@@ -358,16 +360,23 @@ pub async fn run_check(config_file: &Path, output: CheckOutput) -> i32 {
             let _permit = limit.acquire_owned().await;
             let credential = TokenCredential::new(&token);
             let (probed, took) = probe_token(&client, &token, &credential).await;
-            (i, token, probed.outcome, took)
+            (i, token, probed, took)
         });
     }
     let now = unix_now();
     let mut rows = Vec::with_capacity(config.tokens.len());
     let mut panicked = 0;
     while let Some(joined) = set.join_next().await {
-        let Ok((i, token, outcome, took)) = joined else {
+        let Ok((i, token, probed, took)) = joined else {
             panicked += 1;
             continue;
+        };
+        let outcome = probed.outcome;
+        // What the vendor reported wins over the config, as on /metrics (`check` reads no
+        // organization inventory).
+        let (expires_at, expiry_source) = match probed.facts.expires_at {
+            Some(t) => (Some(t), ExpirySource::Provider),
+            None => (token.expires_at, token.expiry_source),
         };
         let (reason, detail) = match &outcome {
             Outcome::Error(e) => (Some(e.reason.as_str()), Some(e.detail.clone())),
@@ -381,9 +390,9 @@ pub async fn run_check(config_file: &Path, output: CheckOutput) -> i32 {
                 token: token.name.clone(),
                 provider: token.provider.as_str(),
                 outcome: outcome.kind().as_str(),
-                days_until_expiry: token
-                    .expires_at
+                days_until_expiry: expires_at
                     .map(|t| ((t as f64 - now) / 86_400.0 * 10.0).round() / 10.0),
+                expiry_source: expiry_source.as_str(),
                 reason,
                 detail,
                 account_id: outcome.account_id().map(str::to_string),
@@ -470,7 +479,7 @@ pub async fn run_demo(listen: &str, web: &WebConfig) -> Result<(), String> {
     tracing::info!(
         tokens = config.tokens.len(),
         listen = addr.as_str(),
-        "demo started: an embedded Atlassian simulator and the exporter over it; open / for the status page and /metrics for the metrics"
+        "demo started: an embedded vendor simulator (Atlassian, GitHub, GitLab) and the exporter over it; open / for the status page and /metrics for the metrics"
     );
     let state = AppState {
         store,

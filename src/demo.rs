@@ -11,18 +11,23 @@
 //! `jira-service-account` is a service account's OAuth 2.0 client credentials
 //! (`auth: oauth2`) through the simulated API gateway, and `bitbucket-valid` is a scoped
 //! Bitbucket API token whose scopes and credential type the vendor reports.
+//!
+//! `github-valid` (a classic token) and `gitlab-valid` have no expiry in their config: the
+//! simulated vendors report it (`expiry_source="provider"`), with their scopes, and GitLab
+//! the token's creation and last use too.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use apitoken_sim::{
     Behaviour, Credential, OrgApiKey, OrgToken, RunningSimulator, ScopedToken, Simulator,
+    TokenDetails,
 };
 use url::Url;
 
 use crate::config::{Config, ExpirySource, Global, OrgConfig, TokenConfig};
 use crate::providers::oauth::OAuth2Settings;
-use crate::providers::{atlassian, AuthKind, Provider};
+use crate::providers::{atlassian, github, gitlab, AuthKind, Provider};
 use crate::secret::{Secret, SecretSource};
 use crate::util::unix_now;
 
@@ -58,6 +63,27 @@ struct DemoToken {
     oauth_client: Option<&'static str>,
     /// A scoped API token: the scopes the vendor reports for it.
     scopes: Option<&'static [&'static str]>,
+    /// What the vendor itself reports about the token (GitHub, GitLab).
+    reported: Option<Reported>,
+}
+
+/// A vendor's report on a token, relative to the demo's start.
+struct Reported {
+    expires_in_days: i64,
+    created_days_ago: Option<i64>,
+    last_used_hours_ago: Option<i64>,
+    scopes: &'static [&'static str],
+}
+
+impl Reported {
+    fn details(&self, now: i64) -> TokenDetails {
+        TokenDetails {
+            expires_at: Some(now + self.expires_in_days * DAY),
+            created_at: self.created_days_ago.map(|d| now - d * DAY),
+            last_used_at: self.last_used_hours_ago.map(|h| now - h * 3600),
+            scopes: Some(self.scopes.iter().map(|s| s.to_string()).collect()),
+        }
+    }
 }
 
 /// The simulated API gateway site of the demo's service account (`/ex/jira/{cloudId}`).
@@ -82,6 +108,7 @@ fn scenario() -> Vec<DemoToken> {
         revoked_hours_ago: None,
         oauth_client: None,
         scopes: None,
+        reported: None,
     };
     vec![
         t(
@@ -184,6 +211,39 @@ fn scenario() -> Vec<DemoToken> {
             Valid,
             Expiry::InDays(25),
         ),
+        DemoToken {
+            account: "583231",
+            expected_account: Some("583231"),
+            reported: Some(Reported {
+                expires_in_days: 80,
+                created_days_ago: None,
+                last_used_hours_ago: None,
+                scopes: &["repo", "read:org"],
+            }),
+            ..t(
+                "github-valid",
+                github::PROVIDER,
+                Some(""),
+                Valid,
+                Expiry::None,
+            )
+        },
+        DemoToken {
+            account: "1234",
+            reported: Some(Reported {
+                expires_in_days: 150,
+                created_days_ago: Some(30),
+                last_used_hours_ago: Some(2),
+                scopes: &["read_api", "read_user"],
+            }),
+            ..t(
+                "gitlab-valid",
+                gitlab::PROVIDER,
+                Some(""),
+                Valid,
+                Expiry::None,
+            )
+        },
     ]
 }
 
@@ -268,8 +328,12 @@ pub async fn start() -> Result<(Config, RunningSimulator), String> {
     sim.close_site("/closed");
     let now = unix_now() as i64;
     let tokens = scenario();
-    let secrets: Vec<String> = (0..tokens.len()).map(demo_secret).collect();
-    let org_key = demo_secret(tokens.len());
+    let secrets: Vec<String> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| demo_secret(t.provider, i))
+        .collect();
+    let org_key = demo_secret(atlassian::admin_key::PROVIDER, tokens.len());
     sim.add_credential(
         &org_key,
         Credential {
@@ -309,6 +373,9 @@ pub async fn start() -> Result<(Config, RunningSimulator), String> {
                     scopes: scopes.iter().map(|s| s.to_string()).collect(),
                 },
             );
+        }
+        if let Some(reported) = &t.reported {
+            sim.set_token_details(secret, reported.details(now));
         }
     }
     let running = sim
@@ -387,9 +454,17 @@ pub async fn start() -> Result<(Config, RunningSimulator), String> {
     ))
 }
 
-/// Demo credentials are made up at start and look like Atlassian tokens.
-fn demo_secret(i: usize) -> String {
-    format!("ATATT3xDEMO{i:02}{:016x}", rand::random::<u64>())
+/// Demo credentials are made up at start and start like the provider's real ones
+/// (`ATATT3xDEMO…`, `ghp_3xDEMO…`, `glpat-3xDEMO…`): never shown, whatever redaction
+/// looks for.
+fn demo_secret(provider: Provider, i: usize) -> String {
+    let prefix = provider
+        .spec()
+        .secret_prefixes
+        .first()
+        .copied()
+        .unwrap_or("");
+    format!("{prefix}3xDEMO{i:02}{:016x}", rand::random::<u64>())
 }
 
 /// A loopback port with nothing listening on it (bound, then released).

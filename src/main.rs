@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "apitoken_exporter",
     version,
-    about = "Prometheus exporter for Atlassian API token validity and expiry"
+    about = "Prometheus exporter for API token validity and expiry (Atlassian, GitHub, GitLab)"
 )]
 struct Cli {
     /// Configuration file (YAML, see README).
@@ -53,7 +53,7 @@ enum Command {
         #[arg(long = "output", value_enum, default_value = "table")]
         output: CheckOutput,
     },
-    /// Run an embedded Atlassian simulator and the exporter over it, with one token in
+    /// Run an embedded vendor simulator and the exporter over it, with one token in
     /// every state.
     #[cfg(feature = "demo")]
     Demo,

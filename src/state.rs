@@ -164,6 +164,11 @@ impl TokenStatus {
         let outcome = &probed.outcome;
         if !probed.facts.is_empty() {
             self.facts = Some(Box::new(probed.facts.clone()));
+        } else if matches!(outcome, Outcome::Valid { .. } | Outcome::Mismatch { .. }) {
+            // The vendor authenticated the credential and reported nothing: what it said
+            // before was about an earlier token (rotated in its file) and no longer holds.
+            // Errors and refusals report nothing new and keep it.
+            self.facts = None;
         }
         self.results[outcome.kind().index()] += 1;
         self.effective_interval = Some(outcome.next_delay(interval).as_secs_f64());
@@ -722,5 +727,23 @@ mod tests {
         let err = probed(Outcome::Error(ProbeError::new(ErrorReason::Timeout, "t")));
         store.record("gl", g, &err, Duration::ZERO);
         assert_eq!(expiry(&store, "gl"), (Some(2_000), ExpirySource::Provider));
+        // So does a refusal (the expired token's expiry stays known).
+        store.record(
+            "gl",
+            g,
+            &probed(Outcome::Rejected { status: 401 }),
+            Duration::ZERO,
+        );
+        assert_eq!(expiry(&store, "gl"), (Some(2_000), ExpirySource::Provider));
+        // A token the vendor authenticates without an expiry (rotated to one that never
+        // expires): the configured expiry applies again.
+        store.record(
+            "gl",
+            g,
+            &probed(Outcome::Valid { account_id: None }),
+            Duration::ZERO,
+        );
+        assert_eq!(expiry(&store, "gl"), (Some(1_000), ExpirySource::Config));
+        assert!(store.read().tokens["gl"].scopes().is_empty());
     }
 }

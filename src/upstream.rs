@@ -176,24 +176,13 @@ impl HttpClient {
                 format!("HTTP {} redirect to {to} not followed", status.as_u16()),
             ));
         }
-        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-            let reason = if status == StatusCode::TOO_MANY_REQUESTS {
-                ErrorReason::RateLimited
-            } else {
-                ErrorReason::Http5xx
-            };
-            let retry_after = headers
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| parse_retry_after(v, SystemTime::now()));
-            let rate_limit_reset = (status == StatusCode::TOO_MANY_REQUESTS)
-                .then(|| rate_limit_reset(&headers, SystemTime::now()))
-                .flatten();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(rate_limited(status, &headers));
+        }
+        if status.is_server_error() {
             return Err(ProbeError {
-                reason,
-                detail: format!("HTTP {}", status.as_u16()),
-                retry_after,
-                rate_limit_reset,
+                retry_after: retry_after(&headers, SystemTime::now()),
+                ..ProbeError::new(ErrorReason::Http5xx, format!("HTTP {}", status.as_u16()))
             });
         }
 
@@ -278,6 +267,36 @@ fn classify(e: &reqwest::Error, host: &str) -> ProbeError {
     ProbeError::new(ErrorReason::Connect, format!("{what} ({host})"))
 }
 
+/// A `rate_limited` error for an answer that says the caller is over its rate limit (a
+/// 429 here; GitHub also answers 403 so), with the waits its headers name: `Retry-After`
+/// and the rate-limit reset ([`rate_limit_reset`]).
+pub fn rate_limited(status: StatusCode, headers: &HeaderMap) -> ProbeError {
+    let now = SystemTime::now();
+    ProbeError {
+        retry_after: retry_after(headers, now),
+        rate_limit_reset: rate_limit_reset(headers, now),
+        ..ProbeError::new(
+            ErrorReason::RateLimited,
+            format!("HTTP {}", status.as_u16()),
+        )
+    }
+}
+
+/// How long a rate-limited answer asks the client to wait: `Retry-After`, else the time
+/// until its rate-limit reset, at least [`RETRY_AFTER_MIN`]; None when it names neither.
+pub fn rate_limit_wait(e: &ProbeError) -> Option<Duration> {
+    e.retry_after
+        .or(e.rate_limit_reset)
+        .map(|d| d.max(RETRY_AFTER_MIN))
+}
+
+fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| parse_retry_after(v, now))
+}
+
 /// `Retry-After` as delay-seconds or an HTTP date, clamped to [1 s, 1 h]. Garbage and
 /// negative values become the minimum: the server did ask us to back off.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Duration {
@@ -297,18 +316,32 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Duration {
         .clamp(RETRY_AFTER_MIN, RETRY_AFTER_MAX)
 }
 
-/// `X-RateLimit-Reset` (ISO 8601 in UTC: RFC 3339, or Jira's `yyyy-MM-ddTHH:mmZ`) as the
-/// time left until it, clamped to at most [`RETRY_AFTER_MAX`]; zero once it has passed.
-/// None when the header is absent or unparseable.
+/// The rate-limit reset as the time left until it, clamped to at most
+/// [`RETRY_AFTER_MAX`]; zero once it has passed. None when the header is absent or
+/// unparseable. The header is `X-RateLimit-Reset` (Atlassian, GitHub) or `RateLimit-Reset`
+/// (GitLab); its value ISO 8601 in UTC (RFC 3339, or Jira's `yyyy-MM-ddTHH:mmZ`) or, all
+/// digits, Unix epoch seconds (GitHub, GitLab).
 pub fn rate_limit_reset(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let value = headers.get("x-ratelimit-reset")?.to_str().ok()?.trim();
-    let at = chrono::DateTime::parse_from_rfc3339(value)
-        .map(|t| t.timestamp_millis())
-        .or_else(|_| {
-            chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%MZ")
-                .map(|t| t.and_utc().timestamp_millis())
-        })
-        .ok()?;
+    let value = ["x-ratelimit-reset", "ratelimit-reset"]
+        .iter()
+        .find_map(|name| headers.get(*name))?
+        .to_str()
+        .ok()?
+        .trim();
+    let at = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // However long (saturates): a reset that far out is clamped to the maximum below.
+        value
+            .parse::<i64>()
+            .map_or(i64::MAX, |secs| secs.saturating_mul(1000))
+    } else {
+        chrono::DateTime::parse_from_rfc3339(value)
+            .map(|t| t.timestamp_millis())
+            .or_else(|_| {
+                chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%MZ")
+                    .map(|t| t.and_utc().timestamp_millis())
+            })
+            .ok()?
+    };
     let now_ms = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
@@ -362,5 +395,66 @@ mod tests {
         assert_eq!(reset("2002-01-01T00:00Z"), Some(RETRY_AFTER_MAX));
         assert_eq!(reset("tomorrow"), None);
         assert_eq!(rate_limit_reset(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn rate_limit_reset_as_epoch_seconds_under_either_header_name() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        let reset = |name: &'static str, v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(name, v.parse().unwrap());
+            rate_limit_reset(&h, now)
+        };
+        for name in ["x-ratelimit-reset", "ratelimit-reset", "RateLimit-Reset"] {
+            assert_eq!(reset(name, "1000000090"), Some(Duration::from_secs(90)));
+            assert_eq!(reset(name, "999999000"), Some(Duration::ZERO));
+            assert_eq!(reset(name, "1000086400"), Some(RETRY_AFTER_MAX));
+            assert_eq!(
+                reset(name, "99999999999999999999999"),
+                Some(RETRY_AFTER_MAX)
+            );
+        }
+        // Atlassian's ISO form under the GitLab name too, and the first name wins.
+        assert_eq!(
+            reset("ratelimit-reset", "2001-09-09T01:47:00Z"),
+            Some(Duration::from_secs(20))
+        );
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-reset", "1000000010".parse().unwrap());
+        h.insert("ratelimit-reset", "1000000500".parse().unwrap());
+        assert_eq!(rate_limit_reset(&h, now), Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn a_rate_limited_answer_waits_for_retry_after_else_the_reset() {
+        let soon = (SystemTime::now() + Duration::from_secs(600))
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-reset", soon.to_string().parse().unwrap());
+        let e = rate_limited(StatusCode::FORBIDDEN, &h);
+        assert_eq!(
+            (e.reason, e.detail.as_str()),
+            (ErrorReason::RateLimited, "HTTP 403")
+        );
+        assert_eq!(e.retry_after, None);
+        let wait = rate_limit_wait(&e).unwrap();
+        assert!(
+            wait > Duration::from_secs(590) && wait <= Duration::from_secs(600),
+            "{wait:?}"
+        );
+        h.insert(RETRY_AFTER, "30".parse().unwrap());
+        let e = rate_limited(StatusCode::TOO_MANY_REQUESTS, &h);
+        assert_eq!(rate_limit_wait(&e), Some(Duration::from_secs(30)));
+        // A reset that already passed still waits the minimum; no header, no wait.
+        let mut h = HeaderMap::new();
+        h.insert("ratelimit-reset", "1".parse().unwrap());
+        assert_eq!(
+            rate_limit_wait(&rate_limited(StatusCode::TOO_MANY_REQUESTS, &h)),
+            Some(RETRY_AFTER_MIN)
+        );
+        let e = rate_limited(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new());
+        assert_eq!(rate_limit_wait(&e), None);
     }
 }

@@ -93,8 +93,8 @@ fn rows() -> Vec<Row> {
         ),
         row(
             "unknown provider",
-            "tokens:\n  - {name: a, provider: gitlab}\n",
-            &["tokens[0].provider: unknown variant `gitlab`"],
+            "tokens:\n  - {name: a, provider: gitea}\n",
+            &["tokens[0].provider: unknown variant `gitea`"],
         ),
         row(
             "http:// without allow_insecure_http",

@@ -1,7 +1,8 @@
-//! `Authorization` headers as the simulated APIs read them, and the login decisions every
-//! product shares: a failed basic login (right secret, wrong user, or a dead secret) is
-//! what Atlassian silently serves as anonymous where the endpoint and site allow it, while a mistyped
-//! secret or a malformed header is rejected everywhere.
+//! `Authorization` (and GitLab's `PRIVATE-TOKEN`) headers as the simulated APIs read them,
+//! and the login decisions the products share: a failed basic login (right secret, wrong
+//! user, or a dead secret) is what Atlassian silently serves as anonymous where the
+//! endpoint and site allow it, while a mistyped secret or a malformed header is rejected
+//! everywhere. GitHub and GitLab take the secret alone ([`token_login`]).
 
 use axum::http::header::AUTHORIZATION;
 use axum::http::HeaderMap;
@@ -19,6 +20,10 @@ pub(crate) enum AuthHeader {
     Bearer {
         secret: String,
     },
+    /// GitLab's `PRIVATE-TOKEN: <secret>` (read when there is no `Authorization`).
+    PrivateToken {
+        secret: String,
+    },
     /// Present but unparseable (unknown scheme, bad base64, no colon, ...).
     Malformed,
 }
@@ -26,7 +31,9 @@ pub(crate) enum AuthHeader {
 impl AuthHeader {
     pub(crate) fn secret(&self) -> Option<&str> {
         match self {
-            AuthHeader::Basic { secret, .. } | AuthHeader::Bearer { secret } => Some(secret),
+            AuthHeader::Basic { secret, .. }
+            | AuthHeader::Bearer { secret }
+            | AuthHeader::PrivateToken { secret } => Some(secret),
             AuthHeader::None | AuthHeader::Malformed => None,
         }
     }
@@ -34,7 +41,13 @@ impl AuthHeader {
 
 pub(crate) fn parse_auth(headers: &HeaderMap) -> AuthHeader {
     let Some(value) = headers.get(AUTHORIZATION) else {
-        return AuthHeader::None;
+        return match headers.get("private-token").map(|v| v.to_str()) {
+            None => AuthHeader::None,
+            Some(Ok(secret)) if !secret.trim().is_empty() => AuthHeader::PrivateToken {
+                secret: secret.trim().to_string(),
+            },
+            Some(_) => AuthHeader::Malformed,
+        };
     };
     let Ok(value) = value.to_str() else {
         return AuthHeader::Malformed;
@@ -89,11 +102,13 @@ pub(crate) fn basic_login(
 ) -> Login {
     match auth {
         AuthHeader::None => Login::Anonymous,
-        AuthHeader::Malformed | AuthHeader::Bearer { .. } => Login::Mistyped,
+        AuthHeader::Malformed | AuthHeader::Bearer { .. } | AuthHeader::PrivateToken { .. } => {
+            Login::Mistyped
+        }
         AuthHeader::Basic { user, .. } => match cred {
             None => Login::Mistyped,
             Some(cred) => {
-                if matches!(cred.behaviour, Behaviour::Dead) {
+                if matches!(cred.behaviour, Behaviour::Dead | Behaviour::Inactive { .. }) {
                     return Login::Failed;
                 }
                 let user_ok = user.eq_ignore_ascii_case(&cred.email)
@@ -126,4 +141,37 @@ pub(crate) fn bearer_login(cred: Option<&Credential>) -> Login {
 pub(crate) fn admin_key_accepted(auth: &AuthHeader, cred: Option<&Credential>) -> bool {
     matches!(auth, AuthHeader::Bearer { .. })
         && cred.is_some_and(|c| matches!(c.behaviour, Behaviour::Valid | Behaviour::Slow { .. }))
+}
+
+/// Result of a login with the secret alone (GitHub, GitLab).
+pub(crate) enum TokenLogin<'a> {
+    Accepted(&'a Credential),
+    /// Known, but expired or deactivated ([`Behaviour::Inactive`]).
+    Inactive {
+        cred: &'a Credential,
+        revoked: bool,
+    },
+    /// Unknown, dead, no secret, or not sent the way the vendor reads it.
+    Refused,
+}
+
+/// Checks a secret sent as Bearer (or, where `private_token` is true, in `PRIVATE-TOKEN`).
+pub(crate) fn token_login<'a>(
+    auth: &AuthHeader,
+    cred: Option<&'a Credential>,
+    private_token: bool,
+) -> TokenLogin<'a> {
+    let sent_right = match auth {
+        AuthHeader::Bearer { .. } => true,
+        AuthHeader::PrivateToken { .. } => private_token,
+        AuthHeader::None | AuthHeader::Basic { .. } | AuthHeader::Malformed => false,
+    };
+    match cred {
+        Some(cred) if sent_right => match cred.behaviour {
+            Behaviour::Dead => TokenLogin::Refused,
+            Behaviour::Inactive { revoked } => TokenLogin::Inactive { cred, revoked },
+            _ => TokenLogin::Accepted(cred),
+        },
+        _ => TokenLogin::Refused,
+    }
 }

@@ -23,35 +23,49 @@ use crate::atlassian::{
     X_AACCOUNTID, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET, X_SERAPH_LOGINREASON,
 };
 use crate::respond::{base_url_from, insert_header, json_response};
-use crate::{lock, Behaviour, Credential, Endpoint, Simulator};
+use crate::{lock, Behaviour, Credential, Endpoint, Incoming, Simulator};
 
 const REDIRECT_TARGET: &str = "/redirect-target";
 const RATELIMIT_REASON: HeaderName = HeaderName::from_static("ratelimit-reason");
 const HUGE_BODY_PREFIX: &[u8] = br#"{"accountId":"x","pad":""#;
 const HUGE_BODY_CHUNK: usize = 64 * 1024;
 
-/// The answer the credential's behaviour forces, if any; `routed` is the endpoint the
-/// request asks for. A `Slow` credential sleeps here, then is answered as `Valid`.
+/// The answer the credential's behaviour forces, if any; `endpoint` is the endpoint the
+/// request asks for, whose vendor may answer the fault its own way. A `Slow` credential
+/// sleeps here, then is answered as `Valid`.
 pub(crate) async fn forced_answer(
     cred: &Credential,
-    routed: Option<(&str, Endpoint)>,
-    headers: &HeaderMap,
+    endpoint: Option<Endpoint>,
+    req: Incoming<'_>,
 ) -> Option<Response> {
-    match &cred.behaviour {
-        Behaviour::Valid | Behaviour::Dead => None,
+    let behaviour = &cred.behaviour;
+    match behaviour {
+        Behaviour::Valid | Behaviour::Dead | Behaviour::Inactive { .. } => return None,
         Behaviour::Slow { delay } => {
             tokio::time::sleep(*delay).await;
-            None
+            return None;
         }
+        _ => {}
+    }
+    if let Some(resp) = endpoint.and_then(|ep| ep.fault(req, behaviour)) {
+        return Some(resp);
+    }
+    match behaviour {
         Behaviour::RateLimited { retry_after } => Some(rate_limited(retry_after.as_deref())),
         Behaviour::ServerError { status } => Some(server_error(*status)),
         Behaviour::NonJson => Some(non_json()),
         Behaviour::Redirect { location } => Some(redirect(location)),
         Behaviour::HugeBody { bytes } => Some(huge_body(*bytes)),
-        Behaviour::NoAccountId => routed.map(|(prefix, ep)| {
-            let base = format!("{}{prefix}", base_url_from(headers));
-            ep.no_account_id(&base, cred)
-        }),
+        Behaviour::Forbidden => Some(json_response(
+            StatusCode::FORBIDDEN,
+            json!({"message": "Forbidden (simulator)"}),
+        )),
+        // Only an endpoint knows its account id field(s); unrouted paths answer normally.
+        Behaviour::NoAccountId
+        | Behaviour::Valid
+        | Behaviour::Dead
+        | Behaviour::Inactive { .. }
+        | Behaviour::Slow { .. } => None,
     }
 }
 
@@ -288,6 +302,22 @@ mod tests {
         // Slow admin key is valid.
         let r = bearer(&format!("{base}/admin/v1/orgs"), "tok").await;
         assert_eq!(r.status, 200);
+    }
+
+    #[tokio::test]
+    async fn forbidden_is_a_plain_403_and_inactive_is_dead_on_atlassian() {
+        let (_r, base) = with("tok", Behaviour::Forbidden).await;
+        let r = basic(&format!("{base}/rest/api/3/myself"), EMAIL, "tok").await;
+        assert_eq!(r.status, 403);
+        assert!(r.header("x-seraph-loginreason").is_none());
+        let r = bearer(&format!("{base}/admin/v1/orgs"), "tok").await;
+        assert_eq!(r.status, 403);
+        let (_r, base) = with("tok", Behaviour::Inactive { revoked: true }).await;
+        assert_jira_401(&basic(&format!("{base}/rest/api/3/myself"), EMAIL, "tok").await);
+        assert_eq!(
+            bearer(&format!("{base}/admin/v1/orgs"), "tok").await.status,
+            401
+        );
     }
 
     #[tokio::test]

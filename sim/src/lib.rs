@@ -1,4 +1,5 @@
-//! In-process HTTP simulator of the Atlassian Cloud APIs probed by apitoken-exporter.
+//! In-process HTTP simulator of the vendor APIs probed by apitoken-exporter: Atlassian
+//! Cloud, GitHub and GitLab.
 //!
 //! Used by the exporter's integration tests and by its `demo` subcommand. It is a crate of
 //! its own so that the exporter's library carries none of it: the exporter depends on it
@@ -13,6 +14,11 @@
 //! * `atlassian::bitbucket`, `atlassian::admin`: no anonymous fallback.
 //! * `atlassian::inventory`: the Admin API's organization inventory (pagination, rate
 //!   limits, the owners' personal data).
+//! * `github`: `/user` on github.com and under a GitHub Enterprise Server's `/api/v3`, with
+//!   the token's expiry and (classic tokens) scopes in response headers, and GitHub's own
+//!   rate-limit answers (403 with `x-ratelimit-remaining: 0`, 429 with `retry-after`).
+//! * `gitlab`: `/api/v4/personal_access_tokens/self` with `PRIVATE-TOKEN` or Bearer, the
+//!   token's own description (expiry, creation, last use, scopes, active/revoked).
 //! * `faults`: what a [`Behaviour`] other than `Valid`/`Dead` forces on every request
 //!   (429, 5xx, non-JSON, huge body, redirect, slow, no account id).
 //! * `auth`: how `Authorization` headers are read and a login is decided.
@@ -24,12 +30,17 @@
 //! Secrets are only kept in memory for lookup and counting; the simulator never
 //! logs or prints them (its `Debug` output shows counts only).
 //!
-//! A new vendor (`github.rs`, `gitlab.rs`) is a module with its endpoints' handlers, one
-//! variant of `Endpoint` (below, in this file) and one arm in each of its three methods.
+//! What GitHub and GitLab report about a token (expiry, creation, last use, scopes) is
+//! registered apart, with [`Simulator::set_token_details`].
+//!
+//! A new vendor is a module with its endpoints' handlers, one variant of `Endpoint`
+//! (below, in this file) and one arm in each of its three methods.
 
 mod atlassian;
 mod auth;
 mod faults;
+mod github;
+mod gitlab;
 mod respond;
 #[cfg(test)]
 mod test_support;
@@ -42,7 +53,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::header::{HeaderValue, ALLOW};
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde_json::json;
@@ -87,6 +98,29 @@ pub enum Behaviour {
     HugeBody { bytes: usize },
     /// 200 JSON without the provider's account id field(s).
     NoAccountId,
+    /// GitLab: 200 describing the token with `active: false` (expired or deactivated), and
+    /// `revoked` as given. Every other vendor treats it as `Dead`.
+    Inactive { revoked: bool },
+    /// Every request: 403, the credential recognised but the call refused (a missing
+    /// scope, an IP allow list), in the vendor's own words where it has them.
+    Forbidden,
+}
+
+/// What a vendor that describes its tokens (GitHub, GitLab) reports about one credential;
+/// Unix seconds. Without details a GitHub token has no expiry and no scopes header, a
+/// GitLab token was created when the simulator started, never expires, was never used
+/// and has the `api` scope.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenDetails {
+    /// GitHub `GitHub-Authentication-Token-Expiration`; GitLab `expires_at` (the date).
+    pub expires_at: Option<i64>,
+    /// GitLab `created_at`.
+    pub created_at: Option<i64>,
+    /// GitLab `last_used_at`.
+    pub last_used_at: Option<i64>,
+    /// GitHub `x-oauth-scopes` (`None`: a fine-grained token, no header at all); GitLab
+    /// `scopes`.
+    pub scopes: Option<Vec<String>>,
 }
 
 /// A user API token in a simulated organization. The owner's name and e-mail are served
@@ -141,6 +175,8 @@ struct Counters {
 
 struct Inner {
     started: Instant,
+    /// The same moment in Unix seconds.
+    started_unix: i64,
     credentials: Mutex<HashMap<String, Credential>>,
     /// Scoped API tokens: the credential type and scopes Bitbucket reports for a secret.
     scoped: Mutex<HashMap<String, ScopedToken>>,
@@ -150,6 +186,7 @@ struct Inner {
     closed_sites: Mutex<HashSet<String>>,
     counters: Mutex<Counters>,
     orgs: Mutex<HashMap<String, SimOrg>>,
+    details: Mutex<HashMap<String, TokenDetails>>,
 }
 
 /// The simulator state. Cheap to clone (an `Arc` inside); all clones share state.
@@ -248,6 +285,9 @@ impl Simulator {
         Self {
             inner: Arc::new(Inner {
                 started: Instant::now(),
+                started_unix: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
                 credentials: Mutex::new(HashMap::new()),
                 scoped: Mutex::new(HashMap::new()),
                 oauth: Mutex::new(atlassian::oauth::OAuthState::default()),
@@ -255,6 +295,7 @@ impl Simulator {
                 closed_sites: Mutex::new(HashSet::new()),
                 counters: Mutex::new(Counters::default()),
                 orgs: Mutex::new(HashMap::new()),
+                details: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -262,6 +303,12 @@ impl Simulator {
     /// Registers (or replaces) a credential; `secret` is the API token or admin key.
     pub fn add_credential(&self, secret: &str, cred: Credential) {
         lock(&self.inner.credentials).insert(secret.to_string(), cred);
+    }
+
+    /// Registers (or replaces) what GitHub and GitLab report about the credential
+    /// registered under `secret` (see [`TokenDetails`]).
+    pub fn set_token_details(&self, secret: &str, details: TokenDetails) {
+        lock(&self.inner.details).insert(secret.to_string(), details);
     }
 
     /// Turns anonymous access off for the site with that path prefix
@@ -375,6 +422,10 @@ impl Simulator {
         lock(&self.inner.flaky).push(faults::Flaky::new(suffix, every, status, retry_after));
     }
 
+    fn details(&self, secret: &str) -> Option<TokenDetails> {
+        lock(&self.inner.details).get(secret).cloned()
+    }
+
     fn is_closed(&self, prefix: &str) -> bool {
         lock(&self.inner.closed_sites).contains(&normalize_prefix(prefix))
     }
@@ -419,27 +470,36 @@ impl Drop for InFlightGuard {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Endpoint {
     Atlassian(atlassian::Endpoint),
+    GitHub,
+    GitLab,
 }
 
 impl Endpoint {
     /// Splits a path into (site prefix, endpoint) by matching how it ends; vendors are
-    /// tried in this order.
+    /// tried in this order (GitHub's `/user` last: Bitbucket's `/2.0/user` ends so too).
     fn route(path: &str) -> Option<(&str, Endpoint)> {
-        atlassian::route(path).map(|(prefix, ep)| (prefix, Endpoint::Atlassian(ep)))
+        atlassian::route(path)
+            .map(|(prefix, ep)| (prefix, Endpoint::Atlassian(ep)))
+            .or_else(|| gitlab::route(path).map(|prefix| (prefix, Endpoint::GitLab)))
+            .or_else(|| github::route(path).map(|prefix| (prefix, Endpoint::GitHub)))
     }
 
     /// The answer to a request no fault [`Behaviour`] took over.
     fn answer(self, req: Incoming<'_>) -> Response {
         match self {
             Endpoint::Atlassian(ep) => ep.answer(req),
+            Endpoint::GitHub => github::answer(req),
+            Endpoint::GitLab => gitlab::answer(req),
         }
     }
 
-    /// The answer for a [`Behaviour::NoAccountId`] credential: a 200 without the account
-    /// id field(s) the exporter reads.
-    fn no_account_id(self, base: &str, cred: &Credential) -> Response {
+    /// The vendor's own answer for a fault [`Behaviour`] (its rate-limit headers, its 403,
+    /// its 200 without the account id), or None for the generic one in `faults`.
+    fn fault(self, req: Incoming<'_>, behaviour: &Behaviour) -> Option<Response> {
         match self {
-            Endpoint::Atlassian(ep) => ep.no_account_id(base, cred),
+            Endpoint::Atlassian(ep) => ep.fault(req, behaviour),
+            Endpoint::GitHub => github::fault(req, behaviour),
+            Endpoint::GitLab => gitlab::fault(req, behaviour),
         }
     }
 }
@@ -450,10 +510,17 @@ struct Incoming<'a> {
     auth: &'a AuthHeader,
     /// The credential registered under the request's secret, if any.
     cred: Option<&'a Credential>,
+    /// What the vendor reports about that credential ([`Simulator::set_token_details`]).
+    details: Option<&'a TokenDetails>,
     /// `http://{Host}{site prefix}`, where the answer's links point.
     base: &'a str,
+    /// The site path prefix in front of the API path (`""` for none).
+    prefix: &'a str,
     /// The site allows anonymous access (see [`Simulator::close_site`]).
     open: bool,
+    headers: &'a HeaderMap,
+    /// Unix seconds the simulator started (a default creation time).
+    started: i64,
     /// The site is the API gateway form (`/ex/jira/{cloudId}`, …), where scoped tokens and
     /// OAuth access tokens are accepted as Bearer.
     gateway: bool,
@@ -499,11 +566,32 @@ async fn handle(State(sim): State<Simulator>, req: Request) -> Response {
     }
 
     let cred = auth.secret().and_then(|s| sim.lookup(s));
+    let details = auth.secret().and_then(|s| sim.details(s));
     let routed = Endpoint::route(&path);
+    let (prefix, endpoint) = routed.unzip();
+    let prefix = prefix.unwrap_or("");
+    let base = format!("{}{prefix}", base_url_from(&headers));
+    let scoped = auth
+        .secret()
+        .and_then(|s| lock(&sim.inner.scoped).get(s).cloned());
+    let gateway = prefix.starts_with("/ex/");
+    let incoming = Incoming {
+        auth: &auth,
+        cred: cred.as_ref(),
+        details: details.as_ref(),
+        base: &base,
+        prefix,
+        // The API gateway has no anonymous fallback.
+        open: !gateway && !sim.is_closed(prefix),
+        headers: &headers,
+        started: sim.inner.started_unix,
+        gateway,
+        scoped: scoped.as_ref(),
+    };
 
     // Behaviours that override normal handling for every request carrying the secret.
     if let Some(cred) = &cred {
-        if let Some(resp) = faults::forced_answer(cred, routed, &headers).await {
+        if let Some(resp) = faults::forced_answer(cred, endpoint, incoming).await {
             return resp;
         }
     }
@@ -512,7 +600,7 @@ async fn handle(State(sim): State<Simulator>, req: Request) -> Response {
         let authorized = auth::admin_key_accepted(&auth, cred.as_ref());
         return inventory::answer(&sim, prefix, org_id, list, query.as_deref(), authorized);
     }
-    let Some((prefix, endpoint)) = routed else {
+    let Some(endpoint) = endpoint else {
         return not_found();
     };
     if method != Method::GET && method != Method::HEAD {
@@ -525,20 +613,7 @@ async fn handle(State(sim): State<Simulator>, req: Request) -> Response {
         return resp;
     }
 
-    let base = format!("{}{prefix}", base_url_from(&headers));
-    let scoped = auth
-        .secret()
-        .and_then(|s| lock(&sim.inner.scoped).get(s).cloned());
-    let gateway = prefix.starts_with("/ex/");
-    endpoint.answer(Incoming {
-        auth: &auth,
-        cred: cred.as_ref(),
-        base: &base,
-        // The API gateway has no anonymous fallback.
-        open: !gateway && !sim.is_closed(prefix),
-        gateway,
-        scoped: scoped.as_ref(),
-    })
+    endpoint.answer(incoming)
 }
 
 #[cfg(test)]

@@ -34,3 +34,17 @@ pub(crate) fn base_url_from(headers: &HeaderMap) -> String {
         .unwrap_or("localhost");
     format!("http://{host}")
 }
+
+/// Unix seconds now.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// A Unix time in a `chrono` format string, UTC (`""` when out of range).
+pub(crate) fn utc(unix: i64, format: &str) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map(|t| t.format(format).to_string())
+        .unwrap_or_default()
+}

@@ -5,7 +5,7 @@
 use reqwest::header::HeaderMap as RHeaderMap;
 use serde_json::Value;
 
-use crate::{Behaviour, Credential, RunningSimulator, Simulator};
+use crate::{Behaviour, Credential, RunningSimulator, Simulator, TokenDetails};
 
 pub(crate) const EMAIL: &str = "alice@example.com";
 pub(crate) const USER: &str = "alice";
@@ -38,6 +38,26 @@ pub(crate) async fn start(sim: &Simulator) -> RunningSimulator {
 pub(crate) async fn with(secret: &str, behaviour: Behaviour) -> (RunningSimulator, String) {
     let sim = Simulator::new();
     sim.add_credential(secret, cred(behaviour));
+    let running = start(&sim).await;
+    let base = running.base_url();
+    (running, base)
+}
+
+/// A simulator with GitHub or GitLab tokens of `account`: (secret, behaviour, what the
+/// vendor reports), served; returns (running, base_url).
+pub(crate) async fn with_tokens(
+    account: &str,
+    creds: &[(&str, Behaviour, Option<TokenDetails>)],
+) -> (RunningSimulator, String) {
+    let sim = Simulator::new();
+    for (secret, behaviour, details) in creds {
+        let mut c = cred(behaviour.clone());
+        c.account_id = account.into();
+        sim.add_credential(secret, c);
+        if let Some(d) = details {
+            sim.set_token_details(secret, d.clone());
+        }
+    }
     let running = start(&sim).await;
     let base = running.base_url();
     (running, base)

@@ -479,8 +479,8 @@ tokens:
     fn invalid_names_labels_and_urls_are_refused() {
         let p = problems("tokens:\n  - {name: \"a b\", provider: jira}\n");
         assert!(p[0].contains("invalid name \"a b\""), "{p:?}");
-        let p = problems("tokens:\n  - {name: a, provider: gitlab}\n");
-        assert!(p[0].contains("unknown variant `gitlab`"), "{p:?}");
+        let p = problems("tokens:\n  - {name: a, provider: gitea}\n");
+        assert!(p[0].contains("unknown variant `gitea`"), "{p:?}");
         let p = problems("tokens:\n  - {name: a, provider: jira, site: \"https://u:hunter2@x\", email: e, token_env: X}\n");
         assert!(p[0].contains("must not contain credentials"), "{p:?}");
         assert!(!p[0].contains("hunter2"), "{p:?}");
@@ -561,6 +561,18 @@ organizations:
         assert_eq!(
             p,
             ["tokens[0] (a).email: not used by provider atlassian_admin (it authenticates with a Bearer key)"]
+        );
+        // GitHub and GitLab refuse `email`, whatever the auth, and name the field.
+        let p = problems(
+            "tokens:\n  - {name: g, provider: github, email: e, token_env: X}\n  - {name: l, provider: gitlab, email: e, token_env: X}\n  - {name: m, provider: gitlab, auth: bearer, email: e, token_env: X}\n",
+        );
+        assert_eq!(
+            p,
+            [
+                "tokens[0] (g).email: not used by provider github (it authenticates with a Bearer key); to check whose token it is, set expected_account_id",
+                "tokens[1] (l).email: not used by provider gitlab (it sends the token alone in its own header); to check whose token it is, set expected_account_id",
+                "tokens[2] (m).email: not used by provider gitlab (it authenticates with a Bearer key); to check whose token it is, set expected_account_id",
+            ]
         );
         let p = problems("tokens:\n  - {name: a, provider: jira, auth: kerberos, token_env: X}\n");
         assert!(
@@ -650,6 +662,45 @@ organizations:
                     )),
                     "{p:?}"
                 );
+                assert!(!p[0].contains(pasted), "{p:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn github_and_gitlab_defaults_and_what_they_accept() {
+        let c = Config::parse(
+            "tokens:\n  - {name: g, provider: github, token_env: X}\n  - {name: e, provider: github, site: \"https://ghe.acme.example/api/v3\", token_env: X}\n  - {name: l, provider: gitlab, token_env: X}\n  - {name: b, provider: gitlab, auth: bearer, site: \"https://gitlab.acme.example\", token_env: X}\n",
+        )
+        .unwrap();
+        let t = |i: usize| (c.tokens[i].site.as_str(), c.tokens[i].auth);
+        assert_eq!(t(0), ("https://api.github.com/", AuthKind::Bearer));
+        assert_eq!(t(1), ("https://ghe.acme.example/api/v3", AuthKind::Bearer));
+        assert_eq!(t(2), ("https://gitlab.com/", AuthKind::Header));
+        assert_eq!(t(3), ("https://gitlab.acme.example/", AuthKind::Bearer));
+
+        let p = problems(
+            "tokens:\n  - {name: g, provider: github, auth: header, token_env: X}\n  - {name: l, provider: gitlab, auth: basic, token_env: X}\n",
+        );
+        assert_eq!(
+            p,
+            [
+                "tokens[0] (g).auth: provider github does not accept auth header (it accepts: bearer)",
+                "tokens[1] (l).auth: provider gitlab does not accept auth basic (it accepts: header, bearer)",
+            ]
+        );
+        // A vendor token pasted where the variable name or path belongs is never echoed.
+        for pasted in [
+            "ghp_0123456789abcdefghijABCDEFGHIJ012345",
+            "github_pat_11ABCDEFG0123456789_abcdefghijklmnop",
+            "glpat-0123456789abcdefghij",
+        ] {
+            for key in ["token_env", "token_file"] {
+                let p = problems(&format!(
+                    "tokens:\n  - {{name: g, provider: github, {key}: {pasted}}}\n"
+                ));
+                assert_eq!(p.len(), 1, "{p:?}");
+                assert!(p[0].contains("looks like a token itself"), "{p:?}");
                 assert!(!p[0].contains(pasted), "{p:?}");
             }
         }

@@ -250,8 +250,14 @@ impl RawToken {
                 AuthKind::OAuth2 => "it authenticates with OAuth client credentials",
                 AuthKind::Basic | AuthKind::Bearer => "it authenticates with a Bearer key",
             };
+            // Where the probe learns an account id, say how to check the identity instead.
+            let instead = if spec.identity.account_id {
+                "; to check whose token it is, set expected_account_id"
+            } else {
+                ""
+            };
             problems.push(format!(
-                "{loc}.email: not used by provider {} ({how})",
+                "{loc}.email: not used by provider {} ({how}){instead}",
                 spec.name
             ));
         }

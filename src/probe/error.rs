@@ -65,8 +65,10 @@ pub struct ProbeError {
     pub detail: String,
     /// The server asked us to wait this long (`Retry-After`, already clamped).
     pub retry_after: Option<Duration>,
-    /// A 429's `X-RateLimit-Reset`, as time from its arrival (the Admin APIs send it
-    /// instead of `Retry-After`). Token probes ignore it; the org inventory waits for it.
+    /// A rate-limited answer's reset time (`X-RateLimit-Reset`, `RateLimit-Reset`), as time
+    /// from its arrival (the Admin APIs send it instead of `Retry-After`). The org inventory
+    /// waits for it; a token probe only when its provider says the reset is the wait
+    /// (`ProviderSpec::waits_for_rate_limit_reset`).
     pub rate_limit_reset: Option<Duration>,
 }
 

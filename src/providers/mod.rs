@@ -13,6 +13,8 @@
 //! vendor-neutral identity check to produce the [`Outcome`].
 
 pub mod atlassian;
+pub mod github;
+pub mod gitlab;
 pub mod oauth;
 
 use std::fmt;
@@ -25,7 +27,8 @@ use url::Url;
 
 use crate::probe::{ErrorReason, Expected, Facts, Outcome, ProbeError, Verdict};
 use crate::secret::Secret;
-use crate::upstream::{Auth, HttpClient, Response};
+use crate::upstream::{rate_limit_wait, Auth, HttpClient, Response};
+use crate::util::{clip, MAX_UPSTREAM_LABEL};
 
 use self::oauth::OAuthClient;
 
@@ -35,6 +38,8 @@ pub static REGISTRY: &[&ProviderSpec] = &[
     &atlassian::confluence::SPEC,
     &atlassian::bitbucket::SPEC,
     &atlassian::admin_key::SPEC,
+    &github::SPEC,
+    &gitlab::SPEC,
 ];
 
 /// How a provider's requests authenticate (the `auth:` config value).
@@ -118,6 +123,12 @@ pub struct ProviderSpec {
     pub secret_prefixes: &'static [&'static str],
     /// The inventory list its tokens link to, if any.
     pub inventory_link: Option<InventoryLink>,
+    /// Whether a rate-limited answer without `Retry-After` makes the token's next probe
+    /// wait for the answer's rate-limit reset (`x-ratelimit-reset`, `ratelimit-reset`):
+    /// true where the limit is the credential's own and the reset says when it lifts
+    /// (GitHub, GitLab); false where the reset describes a shared window the token probe
+    /// need not wait out (Atlassian: the probe keeps its interval).
+    pub waits_for_rate_limit_reset: bool,
     /// One probe of one credential; the caller applies the probe timeout around it.
     pub probe: for<'c, 't> fn(&'c mut ProbeCtx<'t>) -> ProbeFuture<'c>,
 }
@@ -336,10 +347,33 @@ async fn probe_as(client: &HttpClient, target: &ProbeTarget<'_>) -> Probed {
     Probed {
         outcome: match verdict {
             Ok(v) => v.judge(expected),
-            Err(e) => Outcome::Error(e),
+            Err(mut e) => {
+                if target.provider.spec().waits_for_rate_limit_reset && e.retry_after.is_none() {
+                    e.retry_after = rate_limit_wait(&e);
+                }
+                Outcome::Error(e)
+            }
         },
         facts: cx.facts,
     }
+}
+
+/// A comma-separated scope list (`x-oauth-scopes`) as a [`scope_list`].
+pub(crate) fn split_scopes(list: &str) -> Vec<String> {
+    scope_list(list.split([',', ' ']))
+}
+
+/// The scopes a vendor reported, trimmed, without empties or duplicates, each clipped, at
+/// most 100 (a broken server must not blow up the series).
+pub(crate) fn scope_list<'a>(scopes: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in scopes.into_iter().map(str::trim).filter(|s| !s.is_empty()) {
+        let s = clip(s, MAX_UPSTREAM_LABEL).to_string();
+        if !out.contains(&s) && out.len() < 100 {
+            out.push(s);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -377,6 +411,37 @@ mod tests {
         assert!(msg.contains("unknown variant `nope`"), "{msg}");
         for name in Provider::names() {
             assert!(msg.contains(name), "{msg}");
+        }
+    }
+
+    #[test]
+    fn scopes_are_split_trimmed_and_deduplicated() {
+        assert_eq!(
+            split_scopes(" repository, account ,repository,,pullrequest:write"),
+            ["repository", "account", "pullrequest:write"]
+        );
+        assert!(split_scopes("").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_rate_limit_reset_is_the_wait_only_where_the_provider_says_so() {
+        let reset = stub::epoch_in(1200);
+        let (site, _) =
+            stub::serve(move |_, _| stub::reply(429, &[("x-ratelimit-reset", reset.as_str())], ""))
+                .await;
+        for spec in REGISTRY {
+            let p = stub::probe_once(Provider(spec), &site).await;
+            let Outcome::Error(e) = &p.outcome else {
+                panic!("{}: a 429 must be an error: {p:?}", spec.name);
+            };
+            assert_eq!(e.reason, ErrorReason::RateLimited, "{}", spec.name);
+            assert!(e.rate_limit_reset.is_some(), "{}", spec.name);
+            assert_eq!(
+                e.retry_after.is_some(),
+                spec.waits_for_rate_limit_reset,
+                "{}: {e:?}",
+                spec.name
+            );
         }
     }
 
@@ -482,6 +547,28 @@ pub(crate) mod stub {
         let url = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
         (url, seen)
+    }
+
+    /// One probe of `provider` against a vendor that gives every request `reply`.
+    pub async fn probe_answered(provider: Provider, reply: Reply) -> Probed {
+        let (site, _) = serve(move |_, _| reply.clone()).await;
+        probe_once(provider, &site).await
+    }
+
+    /// The error of an inconclusive probe (panics on a conclusive one).
+    pub fn error_of(p: &Probed) -> &ProbeError {
+        match &p.outcome {
+            Outcome::Error(e) => e,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    /// Unix seconds `secs` from now, as a rate-limit reset header writes them.
+    pub fn epoch_in(secs: u64) -> String {
+        (std::time::SystemTime::now() + std::time::Duration::from_secs(secs))
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            .to_string()
     }
 
     /// One probe of `provider` against `site` with basic auth `e@x` (or Bearer).

@@ -37,7 +37,7 @@ LOOPBACK = "127.0.0.1"
 # ---------------------------------------------------------------- the demo's tokens
 # What `apitoken_exporter demo` produces (README: Quick start and Metrics; src/demo.rs).
 # demo-org-admin-key: the implicit token watching the organization's admin key
-VALID_TOKENS = ["jira-valid", "jira-service-account", "confluence-valid", "bitbucket-valid", "admin-valid", "demo-org-admin-key"]
+VALID_TOKENS = ["jira-valid", "jira-service-account", "confluence-valid", "bitbucket-valid", "admin-valid", "demo-org-admin-key", "github-valid", "gitlab-valid"]
 
 # (alertname, token) pairs that must reach the webhook.
 EXPECTED_ALERTS = [
@@ -74,6 +74,8 @@ ALL_TOKENS = {
     "admin-valid": "atlassian_admin",
     "admin-unreachable": "atlassian_admin",
     "demo-org-admin-key": "atlassian_admin",
+    "github-valid": "github",
+    "gitlab-valid": "gitlab",
 }
 
 # Organization inventory alerts the demo's organization must raise (label org="demo-org"):
@@ -138,7 +140,7 @@ METRIC_CONTRACT = [
     ('apitoken_probes_total{token="admin-unreachable",result="error"}', (1, 1e9)),
     ('apitoken_exporter_build_info', (1, 1)),
     ('apitoken_exporter_config_last_reload_successful', (1, 1)),
-    ('apitoken_exporter_tokens', (12, 12)),  # configured tokens; the implicit one is not counted
+    ('apitoken_exporter_tokens', (14, 14)),  # configured tokens; the implicit one is not counted
     ('apitoken_org_inventory_success{org="demo-org"}', (1, 1)),
     ('time() - apitoken_org_inventory_last_success_timestamp_seconds{org="demo-org"}', (-1, 120)),
     ('count(apitoken_org_token_last_active_timestamp_seconds{org="demo-org"})', (250, 400)),
@@ -157,17 +159,17 @@ PER_TOKEN_METRICS = [
 
 # The dashboard's stat panels, by title, and the value the demo must show.
 EXPECTED_STATS = {
-    "Valid": 8,  # jira-valid, jira-expiring, jira-revoked, jira-service-account, confluence-valid, bitbucket-valid, admin-valid, demo-org-admin-key
+    "Valid": 10,  # jira-valid, jira-expiring, jira-revoked, jira-service-account, confluence-valid, bitbucket-valid, admin-valid, demo-org-admin-key, github-valid, gitlab-valid
     "Expiring < 30d": 2,  # jira-expiring (5 days), admin-unreachable (25 days)
     "Expired": 1,  # jira-expired
     "Anonymous fallback": 1,  # jira-anonymous
     "Identity mismatch": 1,  # confluence-mismatch
     "Rejected": 1,  # jira-expired
     "Probe failing": 2,  # bitbucket-ratelimited, admin-unreachable
-    "Tokens": 13,  # 12 configured + the implicit demo-org-admin-key
+    "Tokens": 15,  # 14 configured + the implicit demo-org-admin-key
     "Exporter up": 1,
     "Config reload": 1,
-    "Configured tokens": 12,
+    "Configured tokens": 14,
 }
 
 # Metrics the rules and dashboards use when they exist (lifetimes, creation times) but

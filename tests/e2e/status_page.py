@@ -44,6 +44,8 @@ DEMO_TOKENS = {
     "admin-unreachable": {"error_re": r"\bconnect\b"},
     # the implicit token watching the demo organization's admin key
     "demo-org-admin-key": {"state": "valid"},
+    "github-valid": {"state": "valid"},
+    "gitlab-valid": {"state": "valid"},
 }
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

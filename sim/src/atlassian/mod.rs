@@ -15,7 +15,7 @@ use axum::http::header::HeaderName;
 use axum::response::Response;
 
 use crate::auth::{basic_login, bearer_login, AuthHeader};
-use crate::{Credential, Incoming};
+use crate::{Behaviour, Credential, Incoming};
 
 pub(crate) const X_AACCOUNTID: HeaderName = HeaderName::from_static("x-aaccountid");
 pub(crate) const X_SERAPH_LOGINREASON: HeaderName = HeaderName::from_static("x-seraph-loginreason");
@@ -67,6 +67,7 @@ impl Endpoint {
             open,
             gateway,
             scoped,
+            ..
         } = req;
         // Scoped service-account tokens and OAuth access tokens: Bearer, gateway only.
         let login = |allow_username| {
@@ -85,8 +86,17 @@ impl Endpoint {
         }
     }
 
+    /// Atlassian's own answer to a fault behaviour: only the 200 without the account id
+    /// is product-specific (the generic rate-limit answer carries Atlassian's headers).
+    pub(crate) fn fault(self, req: Incoming<'_>, behaviour: &Behaviour) -> Option<Response> {
+        match (behaviour, req.cred) {
+            (Behaviour::NoAccountId, Some(cred)) => Some(self.no_account_id(req.base, cred)),
+            _ => None,
+        }
+    }
+
     /// The product's 200 without the account id field(s) the exporter reads.
-    pub(crate) fn no_account_id(self, base: &str, cred: &Credential) -> Response {
+    fn no_account_id(self, base: &str, cred: &Credential) -> Response {
         match self {
             Endpoint::JiraMyself => jira::myself_without_account_id(base, cred),
             Endpoint::JiraProjectSearch => jira::project_search_without_account_id(base),

@@ -19,6 +19,7 @@ pub static SPEC: ProviderSpec = ProviderSpec {
     },
     secret_prefixes: SECRET_PREFIXES,
     inventory_link: Some(InventoryLink::ApiKey),
+    waits_for_rate_limit_reset: false,
     probe,
 };
 

@@ -4,7 +4,8 @@
 use super::{credential_refused, sort, str_field, SECRET_PREFIXES};
 use crate::probe::{Facts, ProbeError, Verdict};
 use crate::providers::{
-    AuthKind, IdentityCheck, InventoryLink, ProbeCtx, ProbeFuture, Provider, ProviderSpec,
+    split_scopes, AuthKind, IdentityCheck, InventoryLink, ProbeCtx, ProbeFuture, Provider,
+    ProviderSpec,
 };
 use crate::upstream::Response;
 use crate::util::{clip, MAX_UPSTREAM_LABEL};
@@ -21,6 +22,7 @@ pub static SPEC: ProviderSpec = ProviderSpec {
     },
     secret_prefixes: SECRET_PREFIXES,
     inventory_link: Some(InventoryLink::ApiToken),
+    waits_for_rate_limit_reset: false,
     probe,
 };
 
@@ -68,36 +70,5 @@ fn read_credential_headers(resp: &Response, facts: &mut Facts) {
     }
     if let Some(scopes) = resp.header("x-oauth-scopes") {
         facts.scopes = Some(split_scopes(scopes));
-    }
-}
-
-/// A comma-separated scope list, trimmed, without empties or duplicates, each clipped, at
-/// most 100 (a broken server must not blow up the series).
-pub(crate) fn split_scopes(list: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for s in list
-        .split([',', ' '])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        let s = clip(s, MAX_UPSTREAM_LABEL).to_string();
-        if !out.contains(&s) && out.len() < 100 {
-            out.push(s);
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scopes_are_split_trimmed_and_deduplicated() {
-        assert_eq!(
-            split_scopes(" repository, account ,repository,,pullrequest:write"),
-            ["repository", "account", "pullrequest:write"]
-        );
-        assert!(split_scopes("").is_empty());
     }
 }

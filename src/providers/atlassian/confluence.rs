@@ -21,6 +21,7 @@ pub static SPEC: ProviderSpec = ProviderSpec {
     },
     secret_prefixes: SECRET_PREFIXES,
     inventory_link: Some(InventoryLink::ApiToken),
+    waits_for_rate_limit_reset: false,
     probe,
 };
 

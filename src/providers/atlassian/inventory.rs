@@ -17,7 +17,9 @@ use url::Url;
 
 use crate::probe::{ErrorReason, ProbeError};
 use crate::secret::{CredentialError, Secret};
-use crate::upstream::{rate_limit_reset, Auth, HttpClient, Response, RETRY_AFTER_MIN};
+use crate::upstream::{
+    rate_limit_reset, rate_limit_wait, Auth, HttpClient, Response, RETRY_AFTER_MIN,
+};
 use crate::util::{clip, MAX_UPSTREAM_LABEL};
 
 /// Entries per page; the API's maximum.
@@ -492,11 +494,7 @@ impl Run<'_> {
             if error.reason != ErrorReason::RateLimited {
                 return Err(InventoryError::Fetch { list, page, error });
             }
-            let wait = error
-                .retry_after
-                .or(error.rate_limit_reset)
-                .unwrap_or(RETRY_AFTER_MIN)
-                .max(RETRY_AFTER_MIN);
+            let wait = rate_limit_wait(&error).unwrap_or(RETRY_AFTER_MIN);
             if self.rate_limit_retries >= self.limits.max_rate_limit_retries {
                 return Err(InventoryError::RateLimited { list, page, wait });
             }
