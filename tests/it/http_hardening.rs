@@ -1,12 +1,9 @@
 //! Our own HTTP server under hostile clients: half-sent headers (slowloris) neither block
 //! other clients nor stay open forever.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::harness::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,16 +2,13 @@
 //! nesting, oversize, non-UTF-8, a directory). Each must be refused at start-up (exit 1,
 //! quickly, within 1 GiB of address space, the message naming file and field/line) and at
 //! reload (`POST /-/reload` → 500, the running config kept, reload gauge 0).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::harness::*;
 use apitoken_exporter::simulator::Behaviour;
-use common::*;
 
 const EMAIL: &str = "svc@acme.example";
 /// A start-up that takes longer than this is treated as a hang.

@@ -1,10 +1,7 @@
 //! `--web.config.file`: HTTPS with a certificate generated at test time, basic auth with a
 //! bcrypt hash generated at test time, and start-up validation of the file.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use crate::harness::*;
 
 const PASSWORD: &str = "correct horse battery staple";
 

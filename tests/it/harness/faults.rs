@@ -4,7 +4,6 @@
 //! Jira `/myself`, then applies its [`Fault`], so a test can prove that a conclusive state
 //! survives the fault. Every connection is closed after one answer (`Connection: close`),
 //! so each probe opens a fresh connection and sees the current behaviour.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

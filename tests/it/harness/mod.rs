@@ -1,6 +1,5 @@
 //! Test harness: the real `apitoken_exporter` binary, started on 127.0.0.1:0 with a config
 //! written to a temp dir, talking to the in-process Atlassian simulator.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod faults;
 
@@ -37,7 +36,8 @@ pub async fn simulator(creds: &[(&str, Credential)]) -> RunningSimulator {
 pub struct Exporter {
     child: Child,
     pub base: String,
-    pub dir: tempfile::TempDir,
+    /// Holds the config file; removed when the exporter is dropped.
+    _dir: tempfile::TempDir,
     pub config_path: PathBuf,
     output: Arc<Mutex<String>>,
 }
@@ -105,7 +105,7 @@ impl Exporter {
         Exporter {
             child,
             base: format!("http://{addr}"),
-            dir,
+            _dir: dir,
             config_path,
             output,
         }

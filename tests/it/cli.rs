@@ -1,13 +1,10 @@
 //! Command-line behaviour: start-up config errors, `--config.check`, `check`, reload,
 //! SIGHUP and graceful shutdown.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::Duration;
 
+use crate::harness::*;
 use apitoken_exporter::simulator::Behaviour;
-use common::*;
 
 const EMAIL: &str = "svc@acme.example";
 

@@ -1,14 +1,11 @@
 //! Organization inventory seen from outside: the real binary listing a simulated
 //! organization through the Admin API (pagination, rate limits, failures, linking, the
 //! implicit admin-key token, reload).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::{Duration, Instant};
 
+use crate::harness::*;
 use apitoken_exporter::simulator::{Behaviour, OrgApiKey, OrgToken};
-use common::*;
 
 const KEY: &str = "ATATT3xORGADMINKEYdoNotLeak";
 const ORG: &str = "org-1";

@@ -1,15 +1,12 @@
 //! Upstream fault matrix (SPEC §4): for every way an upstream can fail, the exact error
 //! `reason`, the last conclusive state kept (an outage must not page "token invalid"), and
 //! an exporter that stays healthy. The upstream is a raw-TCP fault server on 127.0.0.1
-//! (`common::faults`) that first answers like a healthy Jira `/myself`, then fails.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
+//! (`harness::faults`) that first answers like a healthy Jira `/myself`, then fails.
 
 use std::time::{Duration, Instant};
 
-use common::faults::{response, Fault, FaultServer, FAULT_EMAIL};
-use common::*;
+use crate::harness::faults::{response, Fault, FaultServer, FAULT_EMAIL};
+use crate::harness::*;
 
 const SECRET: &str = "ATATT3xFAULTMATRIXsecret0001";
 const REASONS: [&str; 7] = [
@@ -412,4 +409,12 @@ async fn redirects_are_bad_response_and_never_followed() {
         "credentials went to another host"
     );
     assert!(to_other.requests().iter().all(|r| r.has_authorization));
+    // Every request the loop server saw is the probe itself, never a followed Location.
+    for r in to_self.requests() {
+        assert!(
+            r.request_line.starts_with("GET /rest/api/3/myself "),
+            "unexpected request: {}",
+            r.request_line
+        );
+    }
 }

@@ -1,13 +1,10 @@
 //! Scheduler behaviour seen from outside: back-off on 429, the concurrency limit, jittered
 //! first probes, scrapes that never cause outbound calls, token files re-read on rotation.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::{Duration, Instant};
 
+use crate::harness::*;
 use apitoken_exporter::simulator::Behaviour;
-use common::*;
 
 const EMAIL: &str = "svc@acme.example";
 

@@ -1,7 +1,6 @@
 //! Property tests: the config parser never panics whatever it is fed, and label values of
 //! any content survive the exposition format (checked by our own parser and by the real
 //! `promtool check metrics`).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::io::Write as _;

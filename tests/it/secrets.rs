@@ -1,13 +1,10 @@
 //! The token strings never appear in /metrics, the status page, error responses,
 //! stdout/stderr of any command, or error text.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::Duration;
 
+use crate::harness::*;
 use apitoken_exporter::simulator::Behaviour;
-use common::*;
 
 const EMAIL: &str = "svc@acme.example";
 /// Distinctive values, so a leak anywhere is found by plain substring search.

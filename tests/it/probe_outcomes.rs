@@ -1,13 +1,10 @@
 //! One test per probe outcome and error reason (SPEC §4): the real binary probing the
 //! simulator over 127.0.0.1, asserted through /metrics.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::Duration;
 
+use crate::harness::*;
 use apitoken_exporter::simulator::{Behaviour, RunningSimulator};
-use common::*;
 
 const SECRET: &str = "ATATT3xOUTCOMEtestSECRET0123456789=ABCDEF01";
 const EMAIL: &str = "svc@acme.example";

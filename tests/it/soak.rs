@@ -5,10 +5,7 @@
 //!
 //! The short soak runs in the normal suite. The full one (10,000 tokens, 60 s) is ignored;
 //! run it with `scripts/soak.sh`, i.e.
-//! `cargo test --release --test soak -- --ignored --nocapture`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
+//! `cargo test --release --test it -- --ignored --nocapture soak::`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,8 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::harness::*;
 use apitoken_exporter::simulator::{Behaviour, RunningSimulator};
-use common::*;
 
 const EMAIL: &str = "svc@acme.example";
 

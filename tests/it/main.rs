@@ -1,0 +1,18 @@
+//! The one integration test binary (`cargo test --test it`). Each module is one suite;
+//! `harness` holds what they share, compiled once. See docs/testing.md.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+mod bad_config;
+mod cli;
+mod dockerfile;
+mod faults;
+mod http_hardening;
+mod inventory;
+mod probe_outcomes;
+mod properties;
+mod scheduling;
+mod secrets;
+mod soak;
+mod webconfig;
