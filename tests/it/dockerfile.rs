@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_apitoken_exporter");
+use crate::harness::BIN;
+
 const IMAGE_BINARY: &str = "/usr/local/bin/apitoken_exporter";
 const IMAGE_CONFIG: &str = "/etc/apitoken-exporter/config.yaml";
 const PORT: &str = "9877";

@@ -21,15 +21,16 @@ const REASONS: [&str; 7] = [
 
 /// One exporter probing each `(token, site)` every second with `timeout`.
 fn exporter(tokens: &[(&str, String)], timeout: &str) -> Exporter {
-    let entries: Vec<String> = tokens
-        .iter()
-        .map(|(name, site)| token_yaml(name, "jira", site, FAULT_EMAIL, "S"))
-        .collect();
-    let config = config_yaml(
-        &format!("  probe_interval: 1s\n  probe_timeout: {timeout}\n"),
-        &entries,
-    );
-    Exporter::start(&config, &[("S", SECRET)])
+    let config = ConfigBuilder::new()
+        .global("probe_interval", "1s")
+        .global("probe_timeout", timeout)
+        .tokens(tokens.iter().map(|(name, site)| {
+            TokenSpec::jira(name)
+                .site(site)
+                .email(FAULT_EMAIL)
+                .token_env("S")
+        }));
+    Exporter::start(&config.yaml(), &[("S", SECRET)])
 }
 
 /// Waits for the `reason` error on `token`, then checks the whole contract: exactly that
@@ -48,27 +49,41 @@ async fn assert_fault(e: &Exporter, token: &str, reason: &str, kept: bool) -> Me
             m.errors(token, other),
             0.0,
             "{token}: expected only {reason}, also got {other}:\n{}",
-            m.0
+            m.text()
         );
     }
     assert_eq!(
-        m.get("apitoken_probe_success", token, &[]),
+        m.value("apitoken_probe_success", &[("token", token)]),
         Some(0.0),
         "{}",
-        m.0
+        m.text()
     );
     assert!(m.probes(token, "error") >= 1.0);
     if kept {
-        assert!(m.probes(token, "valid") >= 1.0, "{}", m.0);
-        assert_eq!(m.get("apitoken_valid", token, &[]), Some(1.0), "{}", m.0);
-        assert_eq!(m.get("apitoken_anonymous_fallback", token, &[]), Some(0.0));
-        assert_eq!(m.get("apitoken_identity_mismatch", token, &[]), Some(0.0));
-    } else {
-        assert!(
-            !m.has("apitoken_valid", token),
-            "{token}: no conclusive probe yet, valid must stay absent:\n{}",
-            m.0
+        assert!(m.probes(token, "valid") >= 1.0, "{}", m.text());
+        assert_eq!(
+            m.value("apitoken_valid", &[("token", token)]),
+            Some(1.0),
+            "{}",
+            m.text()
         );
+        assert_eq!(
+            m.value("apitoken_anonymous_fallback", &[("token", token)]),
+            Some(0.0)
+        );
+        assert_eq!(
+            m.value("apitoken_identity_mismatch", &[("token", token)]),
+            Some(0.0)
+        );
+    } else {
+        // No conclusive probe yet: the conclusive gauges stay absent.
+        for family in [
+            "apitoken_valid",
+            "apitoken_anonymous_fallback",
+            "apitoken_identity_mismatch",
+        ] {
+            m.assert_absent(family, &[("token", token)]);
+        }
     }
     assert_eq!(e.get("/-/healthy").await.0, 200);
     assert_eq!(e.get("/").await.0, 200);
@@ -127,7 +142,9 @@ async fn dns_failure_is_connect() {
 async fn silent_server_is_timeout_and_keeps_state() {
     let (_s, e) = one_valid_then(Fault::Silence, "1s").await;
     let m = assert_fault(&e, "t", "timeout", true).await;
-    let took = m.get("apitoken_probe_duration_seconds", "t", &[]).unwrap();
+    let took = m
+        .value("apitoken_probe_duration_seconds", &[("token", "t")])
+        .unwrap();
     assert!((0.9..3.0).contains(&took), "probe took {took}s");
 }
 
@@ -173,7 +190,7 @@ async fn server_error_storm_is_http_5xx_and_keeps_state() {
         })
         .await;
     for (name, _) in &tokens {
-        assert_eq!(m.get("apitoken_valid", name, &[]), Some(1.0));
+        assert_eq!(m.value("apitoken_valid", &[("token", name)]), Some(1.0));
     }
 }
 
@@ -214,8 +231,11 @@ async fn rate_limited_in_every_retry_after_form_backs_off_and_keeps_probing() {
     }
     // Watch until 11 s after start: long enough for every form to come round again.
     tokio::time::sleep(Duration::from_secs(11).saturating_sub(started.elapsed())).await;
-    let m = e.metrics().await;
-    let interval = |n: &str| m.get("apitoken_probe_interval_seconds", n, &[]).unwrap();
+    let m = e.scrape().await;
+    let interval = |n: &str| {
+        m.value("apitoken_probe_interval_seconds", &[("token", n)])
+            .unwrap()
+    };
 
     // Request 0 is the valid answer, request 1 the first 429; gaps from the 429 on.
     let g = gaps(&servers[0], 1);
@@ -322,8 +342,8 @@ async fn invalid_utf8_in_a_header_value_is_ignored_not_fatal() {
             m.probes("t", "valid") >= 2.0
         })
         .await;
-    assert_eq!(m.get("apitoken_valid", "t", &[]), Some(1.0));
-    assert_eq!(m.probes("t", "error"), 0.0, "{}", m.0);
+    assert_eq!(m.value("apitoken_valid", &[("token", "t")]), Some(1.0));
+    assert_eq!(m.probes("t", "error"), 0.0, "{}", m.text());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -362,7 +382,7 @@ async fn fifty_megabyte_body_is_bad_response_without_buffering_it() {
     )
     .await;
     e.wait_for(Duration::from_secs(10), "first valid probe", |m| {
-        m.get("apitoken_valid", "t", &[]) == Some(1.0)
+        m.value("apitoken_valid", &[("token", "t")]) == Some(1.0)
     })
     .await;
     let before = vm_hwm_kib(e.pid());
@@ -380,7 +400,7 @@ async fn fifty_megabyte_body_is_bad_response_without_buffering_it() {
         "peak RSS grew by {grew_mib:.1} MiB reading 50 MB bodies (cap is 1 MiB)"
     );
     assert!(server.request_count() >= 4);
-    assert!(m.0.contains("apitoken_exporter_tokens 1"));
+    assert_eq!(m.value("apitoken_exporter_tokens", &[]), Some(1.0));
 }
 
 #[tokio::test(flavor = "multi_thread")]

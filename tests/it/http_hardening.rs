@@ -8,8 +8,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_header_clients_are_cut_off_and_do_not_block_others() {
-    let e = Exporter::start(&config_yaml("", &[]), &[]);
-    let addr = e.base.trim_start_matches("http://").to_string();
+    let e = Exporter::start(&ConfigBuilder::new().yaml(), &[]);
+    let addr = e.addr().to_string();
     let mut slow = Vec::new();
     for _ in 0..50 {
         let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();

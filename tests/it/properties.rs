@@ -12,6 +12,8 @@ use apitoken_exporter::state::{Store, TokenMeta};
 use proptest::prelude::*;
 use serde_yaml::Value;
 
+use crate::harness::Metrics;
+
 // ---- (a) the config parser never panics --------------------------------------------------
 
 /// Pieces of YAML syntax and of our schema, to build inputs that get past the first byte.
@@ -242,68 +244,19 @@ fn store_with_labels(values: &[(String, String)]) -> Store {
     store
 }
 
-/// Parses `{k="v",…}` at the start of `s` per the text format (escapes `\\`, `\"`, `\n`);
-/// returns the labels and the rest of the line.
-type Labels = Vec<(String, String)>;
-
-fn parse_labels(s: &str) -> Result<(Labels, &str), String> {
-    let mut labels = Vec::new();
-    let mut chars = s.char_indices().peekable();
-    if chars.next().map(|(_, c)| c) != Some('{') {
-        return Err(format!("no label set in {s:?}"));
-    }
-    loop {
-        let mut key = String::new();
-        for (_, c) in chars.by_ref() {
-            if c == '=' {
-                break;
-            }
-            key.push(c);
-        }
-        if chars.next().map(|(_, c)| c) != Some('"') {
-            return Err(format!("label {key} has no opening quote"));
-        }
-        let mut value = String::new();
-        loop {
-            match chars.next().map(|(_, c)| c) {
-                Some('\\') => match chars.next().map(|(_, c)| c) {
-                    Some('\\') => value.push('\\'),
-                    Some('"') => value.push('"'),
-                    Some('n') => value.push('\n'),
-                    other => return Err(format!("bad escape \\{other:?} in {key}")),
-                },
-                Some('"') => break,
-                Some('\n') => return Err(format!("raw newline in {key}")),
-                Some(c) => value.push(c),
-                None => return Err(format!("unterminated value of {key}")),
-            }
-        }
-        labels.push((key, value));
-        match chars.next() {
-            Some((_, ',')) => continue,
-            Some((i, '}')) => return Ok((labels, &s[i + 1..])),
-            other => return Err(format!("unexpected {other:?} after a label")),
-        }
-    }
-}
-
-/// The `team`/`owner` labels of every `apitoken_info` sample, by token.
+/// The `team`/`owner` labels of every `apitoken_info` sample, by token, read back by the
+/// harness's strict exposition parser (escapes `\\`, `\"`, `\n` only; lines split at
+/// `\n`, never `\r\n`).
 fn info_labels(text: &str) -> Result<BTreeMap<String, (String, String)>, String> {
+    let m = Metrics::parse(text)?;
     let mut out = BTreeMap::new();
-    // The format separates samples by '\n' only (not "\r\n"), so split exactly there.
-    for line in text.split('\n') {
-        let Some(rest) = line.strip_prefix("apitoken_info") else {
-            continue;
-        };
-        let (labels, value) = parse_labels(rest)?;
-        if value != " 1" {
-            return Err(format!("info value {value:?}"));
+    for s in m.samples("apitoken_info", &[]) {
+        if s.value != 1.0 {
+            return Err(format!("info value {}", s.value));
         }
         let get = |k: &str| {
-            labels
-                .iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.clone())
+            s.label(k)
+                .map(str::to_string)
                 .ok_or(format!("no {k} label"))
         };
         out.insert(get("token")?, (get("team")?, get("owner")?));

@@ -3,10 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::*;
 use apitoken_exporter::simulator::Behaviour;
 
-const EMAIL: &str = "svc@acme.example";
+use crate::harness::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retry_after_is_honoured_in_every_form() {
@@ -37,16 +36,13 @@ async fn retry_after_is_honoured_in_every_form() {
     let cred_refs: Vec<(&str, _)> = creds.iter().map(|(s, c)| (s.as_str(), c.clone())).collect();
     let sim = simulator(&cred_refs).await;
     for (name, _) in &cases {
-        tokens.push(token_yaml(
-            name,
-            "jira",
-            &sim.base_url(),
-            EMAIL,
-            &format!("S_{name}"),
-        ));
+        tokens.push(jira(name, &sim.base_url(), &format!("S_{name}")));
     }
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let e = Exporter::start(&config_yaml("  probe_interval: 1s\n", &tokens), &env_refs);
+    let config = ConfigBuilder::new()
+        .global("probe_interval", "1s")
+        .tokens(tokens);
+    let e = Exporter::start(&config.yaml(), &env_refs);
     // Observe for 7 s after every token's first probe.
     e.wait_for(Duration::from_secs(10), "first probes", |m| {
         cases
@@ -88,13 +84,11 @@ async fn concurrency_limit_bounds_in_flight_probes() {
             delay: Duration::from_millis(400),
         },
     );
-    let e = Exporter::start(
-        &config_yaml(
-            "  probe_interval: 1s\n  max_concurrency: 2\n",
-            &fleet.tokens,
-        ),
-        &fleet.env(),
-    );
+    let config = ConfigBuilder::new()
+        .global("probe_interval", "1s")
+        .global("max_concurrency", 2)
+        .tokens(fleet.tokens.clone());
+    let e = Exporter::start(&config.yaml(), &fleet.env());
     e.wait_for(Duration::from_secs(20), "every token probed twice", |m| {
         (0..n).all(|i| m.probes(&format!("t{i}"), "valid") >= 2.0)
     })
@@ -111,12 +105,12 @@ async fn first_probes_are_spread_over_the_interval() {
     let n = 16;
     let sim = simulator(&[]).await;
     let fleet = Fleet::new(&sim, n, "JITTER", Behaviour::Valid);
-    let e = Exporter::start(
-        &config_yaml("  probe_interval: 6s\n", &fleet.tokens),
-        &fleet.env(),
-    );
+    let config = ConfigBuilder::new()
+        .global("probe_interval", "6s")
+        .tokens(fleet.tokens.clone());
+    let e = Exporter::start(&config.yaml(), &fleet.env());
     e.wait_for(Duration::from_secs(15), "all first probes", |m| {
-        (0..n).all(|i| m.has("apitoken_valid", &format!("t{i}")))
+        (0..n).all(|i| m.has("apitoken_valid", &[("token", &format!("t{i}"))]))
     })
     .await;
     let firsts: Vec<f64> = fleet
@@ -137,21 +131,18 @@ async fn first_probes_are_spread_over_the_interval() {
 #[tokio::test(flavor = "multi_thread")]
 async fn scrapes_never_cause_outbound_calls() {
     let sim = simulator(&[("ATATT3xSCRAPE", cred("acc", EMAIL, Behaviour::Valid))]).await;
-    let e = Exporter::start(
-        &config_yaml(
-            "  probe_interval: 30s\n",
-            &[token_yaml("t", "jira", &sim.base_url(), EMAIL, "S")],
-        ),
-        &[("S", "ATATT3xSCRAPE")],
-    );
+    let config = ConfigBuilder::new()
+        .global("probe_interval", "30s")
+        .token(jira("t", &sim.base_url(), "S"));
+    let e = Exporter::start(&config.yaml(), &[("S", "ATATT3xSCRAPE")]);
     e.wait_for(Duration::from_secs(40), "first probe", |m| {
-        m.has("apitoken_valid", "t")
+        m.has("apitoken_valid", &[("token", "t")])
     })
     .await;
     let before = sim.sim.stats().requests_total;
     let started = Instant::now();
     for _ in 0..50 {
-        e.metrics().await;
+        e.scrape().await;
         e.get("/").await;
     }
     assert!(started.elapsed() < Duration::from_secs(20));
@@ -168,19 +159,20 @@ async fn rotated_token_file_is_picked_up_without_reload() {
     let sim = simulator(&[(good, cred("acc", EMAIL, Behaviour::Valid))]).await;
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "token", "ATATT3xOLDrevoked\n");
-    let config = format!(
-        "global: {{allow_insecure_http: true, probe_interval: 1s}}\ntokens:\n  - name: t\n    provider: jira\n    site: \"{}/closed\"\n    email: {EMAIL}\n    token_file: {}\n",
-        sim.base_url(),
-        file.display()
+    let config = ConfigBuilder::new().global("probe_interval", "1s").token(
+        TokenSpec::jira("t")
+            .site(&format!("{}/closed", sim.base_url()))
+            .email(EMAIL)
+            .token_file(&file),
     );
-    let e = Exporter::start(&config, &[]);
+    let e = Exporter::start(&config.yaml(), &[]);
     e.wait_for(Duration::from_secs(10), "rejected", |m| {
-        m.get("apitoken_valid", "t", &[]) == Some(0.0)
+        m.value("apitoken_valid", &[("token", "t")]) == Some(0.0)
     })
     .await;
     std::fs::write(&file, format!("{good}\n\n")).unwrap();
     e.wait_for(Duration::from_secs(10), "valid after rotation", |m| {
-        m.get("apitoken_valid", "t", &[]) == Some(1.0)
+        m.value("apitoken_valid", &[("token", "t")]) == Some(1.0)
     })
     .await;
 }

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use crate::harness::*;
 use apitoken_exporter::simulator::Behaviour;
+
+use crate::harness::*;
 
 const EMAIL: &str = "svc@acme.example";
 /// Distinctive values, so a leak anywhere is found by plain substring search.
@@ -59,20 +60,32 @@ async fn secrets_never_leak_through_any_channel() {
     let base = sim.base_url();
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "tok", &format!("{}\n", SECRETS[3]));
-    let config = format!(
-        "{}  - name: filetok\n    provider: jira\n    site: \"{base}\"\n    email: {EMAIL}\n    token_file: {}\n  - name: admin\n    provider: atlassian_admin\n    site: \"{base}\"\n    token_env: S5\n",
-        config_yaml(
-            "  probe_interval: 1s\n  probe_timeout: 500ms\n",
-            &[
-                token_yaml("valid", "jira", &base, EMAIL, "S0"),
-                token_yaml("dead", "confluence", &base, EMAIL, "S1"),
-                token_yaml("slow", "bitbucket", &base, EMAIL, "S2"),
-                token_yaml("mistyped", "jira", &format!("{base}/closed"), EMAIL, "S4"),
-                token_yaml("tls", "jira", &base.replace("http:", "https:"), EMAIL, "S0"),
-            ],
-        ),
-        file.display()
-    );
+    let config = ConfigBuilder::new()
+        .global("probe_interval", "1s")
+        .global("probe_timeout", "500ms")
+        .token(jira("valid", &base, "S0"))
+        .token(
+            TokenSpec::confluence("dead")
+                .site(&base)
+                .email(EMAIL)
+                .token_env("S1"),
+        )
+        .token(
+            TokenSpec::bitbucket("slow")
+                .site(&base)
+                .email(EMAIL)
+                .token_env("S2"),
+        )
+        .token(jira("mistyped", &format!("{base}/closed"), "S4"))
+        .token(jira("tls", &base.replace("http:", "https:"), "S0"))
+        .token(
+            TokenSpec::jira("filetok")
+                .site(&base)
+                .email(EMAIL)
+                .token_file(&file),
+        )
+        .token(TokenSpec::admin("admin").site(&base).token_env("S5"))
+        .yaml();
     let env = [
         ("S0", SECRETS[0]),
         ("S1", SECRETS[1]),
@@ -87,21 +100,17 @@ async fn secrets_never_leak_through_any_channel() {
                 "valid", "dead", "slow", "mistyped", "tls", "filetok", "admin",
             ]
             .iter()
-            .all(|t| m.has("apitoken_last_probe_timestamp_seconds", t))
+            .all(|t| m.has("apitoken_last_probe_timestamp_seconds", &[("token", t)]))
         })
         .await;
-    assert_clean("/metrics", &m.0);
+    assert_clean("/metrics", m.text());
     assert_clean("status page", &e.get("/").await.1);
 
     // A failed reload's error text (the broken config sits next to env names).
     e.write_config(&format!("{config}  - bogus: {}\n", "x"));
-    let r = reqwest::Client::new()
-        .post(format!("{}/-/reload", e.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 500);
-    assert_clean("reload error", &r.text().await.unwrap());
+    let (status, body) = e.reload().await;
+    assert_eq!(status, 500);
+    assert_clean("reload error", &body);
 
     // check and --config.check print results and errors for the same tokens.
     let path = write(dir.path(), "c.yaml", &config);
@@ -121,9 +130,10 @@ async fn secrets_never_leak_through_any_channel() {
         assert!(code <= 1, "{out}{err}");
         assert_clean(&format!("{args:?} output"), &format!("{out}{err}"));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_clean("exporter stdout/stderr", &e.output());
-    assert!(e.output().contains("level=debug") || e.output().contains("level=info"));
+    // All of the output, to the last line: the process has exited.
+    let (_, output) = e.terminate(Duration::from_secs(10)).await;
+    assert_clean("exporter stdout/stderr", &output);
+    assert!(output.contains("level=debug") || output.contains("level=info"));
 }
 
 #[test]
@@ -162,18 +172,11 @@ async fn demo_never_shows_its_secrets() {
     let e = Exporter::start_with_args("", &[], &["demo"]);
     let m = e
         .wait_for(Duration::from_secs(20), "every demo token probed", |m| {
-            let infos =
-                m.0.lines()
-                    .filter(|l| l.starts_with("apitoken_info{"))
-                    .count();
-            let probed =
-                m.0.lines()
-                    .filter(|l| l.starts_with("apitoken_last_probe_timestamp_seconds{"))
-                    .count();
-            infos >= 8 && probed == infos
+            let infos = m.count("apitoken_info", &[]);
+            infos >= 8 && m.count("apitoken_last_probe_timestamp_seconds", &[]) == infos
         })
         .await;
-    assert!(!m.0.contains(DEMO_PREFIX), "demo secret in /metrics");
+    assert!(!m.text().contains(DEMO_PREFIX), "demo secret in /metrics");
     for path in ["/", "/-/ready", "/-/healthy", "/nope", "/-/reload"] {
         let (_, body) = e.get(path).await;
         assert!(
@@ -181,8 +184,7 @@ async fn demo_never_shows_its_secrets() {
             "demo secret in {path}:\n{body}"
         );
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let out = e.output();
+    let (_, out) = e.terminate(Duration::from_secs(10)).await;
     assert!(out.contains("demo started"), "{out}");
     assert!(
         !out.contains(DEMO_PREFIX),
@@ -241,35 +243,37 @@ async fn broken_configs_never_print_the_secrets_they_reference() {
     }
 
     // The same configs as failed reloads of a running exporter.
-    let good = format!(
-        "global: {{probe_interval: 1s}}\ntokens:\n  - {{name: envtok, provider: jira, site: \"https://nonexistent.invalid\", email: {EMAIL}, token_env: CANARY_ENV}}\n  - {{name: filetok, provider: jira, site: \"https://nonexistent.invalid\", email: {EMAIL}, token_file: {}}}\n",
-        file.display()
-    );
-    let e = Exporter::start(&good, &env);
-    let client = reqwest::Client::new();
+    let site = "https://nonexistent.invalid";
+    let good = ConfigBuilder::new()
+        .global("probe_interval", "1s")
+        .token(jira("envtok", site, "CANARY_ENV"))
+        .token(
+            TokenSpec::jira("filetok")
+                .site(site)
+                .email(EMAIL)
+                .token_file(&file),
+        );
+    let e = Exporter::start(&good.yaml(), &env);
     for (i, yaml) in broken_configs(&file).iter().enumerate() {
         e.write_config(yaml);
-        let r = client
-            .post(format!("{}/-/reload", e.base))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 500, "broken{i}");
-        assert_no_canary(
-            &format!("reload of broken{i}"),
-            &r.text().await.unwrap(),
-            &canaries,
-        );
+        let (status, body) = e.reload().await;
+        assert_eq!(status, 500, "broken{i}");
+        assert_no_canary(&format!("reload of broken{i}"), &body, &canaries);
     }
     e.wait_for(Duration::from_secs(15), "both probed", |m| {
-        m.has("apitoken_last_probe_timestamp_seconds", "envtok")
-            && m.has("apitoken_last_probe_timestamp_seconds", "filetok")
+        m.has(
+            "apitoken_last_probe_timestamp_seconds",
+            &[("token", "envtok")],
+        ) && m.has(
+            "apitoken_last_probe_timestamp_seconds",
+            &[("token", "filetok")],
+        )
     })
     .await;
-    assert_no_canary("/metrics", &e.metrics().await.0, &canaries);
+    assert_no_canary("/metrics", e.scrape().await.text(), &canaries);
     assert_no_canary("status page", &e.get("/").await.1, &canaries);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_no_canary("exporter output", &e.output(), &canaries);
+    let (_, output) = e.terminate(Duration::from_secs(10)).await;
+    assert_no_canary("exporter output", &output, &canaries);
 }
 
 #[test]
