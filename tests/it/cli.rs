@@ -283,30 +283,6 @@ async fn sigterm_shuts_down_gracefully_with_exit_0() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn endpoints_and_unknown_paths() {
-    let e = Exporter::start(&ConfigBuilder::new().yaml(), &[]);
-    assert_eq!(e.get("/-/healthy").await.0, 200);
-    assert_eq!(e.get("/-/ready").await.0, 200);
-    assert_eq!(e.get("/nope").await.0, 404);
-    let (status, page) = e.get("/").await;
-    assert_eq!(status, 200);
-    assert!(page.contains("href=\"/metrics\""));
-    // gzip as Prometheus asks for it
-    let r = reqwest::Client::builder()
-        .no_gzip()
-        .build()
-        .unwrap()
-        .get(format!("{}/metrics", e.base))
-        .header("Accept-Encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.headers()["content-encoding"], "gzip");
-    let bytes = r.bytes().await.unwrap();
-    assert_eq!(&bytes[..2], &[0x1f, 0x8b]);
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn auto_reload_picks_up_a_changed_file_and_tries_a_broken_one_once() {
     let sim = simulator(&[("ATATT3xAUTO", cred("acc", EMAIL, Behaviour::Valid))]).await;
     let base = sim.base_url();

@@ -12,6 +12,7 @@ mod http_hardening;
 mod inventory;
 mod probe_outcomes;
 mod properties;
+mod routes;
 mod scheduling;
 mod secrets;
 mod soak;

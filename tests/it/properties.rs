@@ -12,6 +12,7 @@ use apitoken_exporter::state::{Store, TokenMeta};
 use proptest::prelude::*;
 use serde_yaml::Value;
 
+use crate::harness::inproc::token_config;
 use crate::harness::Metrics;
 
 // ---- (a) the config parser never panics --------------------------------------------------
@@ -224,14 +225,11 @@ fn label_value() -> impl Strategy<Value = String> {
 
 /// A store with one jira token `t{i}` per entry, carrying labels `team` and `owner`.
 fn store_with_labels(values: &[(String, String)]) -> Store {
-    let yaml = "tokens:\n  - {name: t, provider: jira, site: \"https://acme.atlassian.net\", email: e, token_env: X}\n";
-    let template = Config::parse(yaml).unwrap().tokens.remove(0);
     let metas = values
         .iter()
         .enumerate()
         .map(|(i, (team, owner))| {
-            let mut t = template.clone();
-            t.name = format!("t{i}");
+            let mut t = token_config(&format!("t{i}"));
             t.labels = BTreeMap::from([
                 ("team".to_string(), team.clone()),
                 ("owner".to_string(), owner.clone()),

@@ -1,12 +1,13 @@
 //! What the suites share, compiled once: the real binary on 127.0.0.1:0 ([`Exporter`]:
 //! reload, scrape), `/metrics` parsed into samples ([`Metrics`]), typed configs
-//! ([`ConfigBuilder`]), the in-process Atlassian simulator, and a raw-TCP fault server
-//! ([`faults`]).
+//! ([`ConfigBuilder`]), the in-process Atlassian simulator, a raw-TCP fault server
+//! ([`faults`]), and the exporter's router in-process ([`inproc`]).
 
 mod config;
 mod exporter;
 pub mod faults;
 pub mod gate;
+pub mod inproc;
 mod metrics;
 
 use std::path::{Path, PathBuf};
