@@ -8,6 +8,7 @@ mod bad_config;
 mod cli;
 mod dockerfile;
 mod faults;
+mod golden;
 mod http_hardening;
 mod inventory;
 mod probe_outcomes;

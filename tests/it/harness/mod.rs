@@ -18,7 +18,7 @@ use apitoken_exporter::simulator::{Behaviour, Credential, RunningSimulator, Simu
 
 pub use config::{ConfigBuilder, OrgSpec, TokenSpec};
 pub use exporter::Exporter;
-pub use metrics::Metrics;
+pub use metrics::{Metrics, Sample};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_apitoken_exporter");
 
