@@ -2,6 +2,11 @@
 //! `harness` holds what they share, compiled once. See docs/testing.md.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// The system allocator, plus a look at what a watched thread frees: how
+/// `secrets::dropping_a_secret_wipes_it_before_its_memory_is_freed` sees a wipe.
+#[global_allocator]
+static ALLOC: alloc_probe::Probe = alloc_probe::Probe;
+
 mod harness;
 
 mod bad_config;

@@ -344,6 +344,49 @@ fn web_config_errors_never_print_passwords() {
     }
 }
 
+/// A canary no other allocation holds: built on the stack, unique to this run.
+fn stack_canary() -> [u8; 32] {
+    let mut canary = *b"ATATT3xWIPECANARY000000000000000";
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let unique = (nanos as u64) ^ u64::from(std::process::id());
+    for (i, b) in canary[16..].iter_mut().enumerate() {
+        *b = b"0123456789abcdef"[((unique >> (i * 4)) & 0xf) as usize];
+    }
+    canary
+}
+
+#[test]
+fn dropping_a_secret_wipes_it_before_its_memory_is_freed() {
+    use apitoken_exporter::secret::Secret;
+    let canary = stack_canary();
+    let text = std::str::from_utf8(&canary).unwrap();
+
+    // The probe sees what a plain String leaves behind; otherwise the check below
+    // would prove nothing.
+    let plain = String::from(text);
+    let freed = alloc_probe::watch(&canary, || drop(plain));
+    assert_eq!(
+        (freed.blocks, freed.holding_needle),
+        (1, 1),
+        "the allocator probe does not see freed memory"
+    );
+
+    // Secret::new copies the value into its own heap buffer; dropping it must overwrite
+    // that buffer before it goes back to the allocator.
+    let secret = Secret::new(text);
+    assert_eq!(secret.expose(), text);
+    let freed = alloc_probe::watch(&canary, || drop(secret));
+    assert_eq!(freed.blocks, 1, "dropping a Secret freed no buffer");
+    assert_eq!(
+        freed.holding_needle, 0,
+        "a dropped Secret's buffer went back to the allocator with the value still in it \
+         (is Secret's Drop still wiping?)"
+    );
+}
+
 #[test]
 fn secret_zeroizes_its_memory() {
     use apitoken_exporter::secret::Secret;
