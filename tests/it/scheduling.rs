@@ -1,8 +1,10 @@
 //! Scheduler behaviour seen from outside: back-off on 429, the concurrency limit, jittered
-//! first probes, scrapes that never cause outbound calls, token files re-read on rotation.
+//! first probes, scrapes that never cause outbound calls, token files re-read on rotation,
+//! and what a reload keeps.
 
 use std::time::{Duration, Instant};
 
+use apitoken_exporter::scheduler::RELOAD_SPREAD;
 use apitoken_exporter::simulator::Behaviour;
 
 use crate::harness::*;
@@ -175,4 +177,169 @@ async fn rotated_token_file_is_picked_up_without_reload() {
         m.value("apitoken_valid", &[("token", "t")]) == Some(1.0)
     })
     .await;
+}
+
+/// The probe grid (`scheduler::token::SLOT`): a probe due at `t` starts at the next
+/// whole second.
+const GRID: Duration = Duration::from_secs(1);
+
+/// How long after a reload a new or changed token's first probe may start:
+/// `RELOAD_SPREAD` of jitter, rounded up to the grid.
+fn reload_window() -> Duration {
+    RELOAD_SPREAD + GRID
+}
+
+/// An exporter with an hour-long interval and no tokens, so that the tokens a reload
+/// then adds are probed once within [`reload_window`] and not again for an hour (at
+/// start-up, first probes would be spread over that hour).
+async fn hourly_exporter(env: &[(&str, &str)]) -> Exporter {
+    Exporter::start(
+        &ConfigBuilder::new().global("probe_interval", "1h").yaml(),
+        env,
+    )
+}
+
+async fn reload_to(e: &Exporter, config: &ConfigBuilder) -> Instant {
+    e.write_config(&config.yaml());
+    let at = Instant::now();
+    assert_eq!(e.reload().await, (200, "config reloaded\n".to_string()));
+    at
+}
+
+fn last_probe(m: &Metrics, token: &str) -> Option<f64> {
+    m.value("apitoken_last_probe_timestamp_seconds", &[("token", token)])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_keeps_the_schedule_and_state_of_unchanged_tokens() {
+    let secrets = [
+        ("S_KEPT", "ATATT3xRELOADkept"),
+        ("S_REL", "ATATT3xRELOADrelabelled"),
+        ("S_ADD", "ATATT3xRELOADadded"),
+    ];
+    let creds: Vec<(&str, _)> = secrets
+        .iter()
+        .map(|(_, s)| (*s, cred("acc", EMAIL, Behaviour::Valid)))
+        .collect();
+    let sim = simulator(&creds).await;
+    let base = sim.base_url();
+    let e = hourly_exporter(&secrets).await;
+    let kept = jira("kept", &base, "S_KEPT");
+    let relabelled = |team: &str| jira("relabelled", &base, "S_REL").label("team", team);
+    let config = ConfigBuilder::new().global("probe_interval", "1h");
+    reload_to(
+        &e,
+        &config.clone().token(kept.clone()).token(relabelled("a")),
+    )
+    .await;
+    let before = e
+        .wait_for(
+            reload_window() + Duration::from_secs(5),
+            "first probes",
+            |m| last_probe(m, "kept").is_some() && last_probe(m, "relabelled").is_some(),
+        )
+        .await;
+    let requests = |s: &str| sim.sim.request_offsets_for(s);
+    let (kept_requests, relabelled_requests) = (requests(secrets[0].1), requests(secrets[1].1));
+
+    // Unchanged, a label changed (not a probe setting), and a new token.
+    let reloaded = reload_to(
+        &e,
+        &config
+            .token(kept)
+            .token(relabelled("b"))
+            .token(jira("added", &base, "S_ADD")),
+    )
+    .await;
+    let after = e.scrape().await;
+    for token in ["kept", "relabelled"] {
+        assert_eq!(
+            last_probe(&after, token),
+            last_probe(&before, token),
+            "{token}: the reload reset its last probe"
+        );
+        assert_eq!(
+            after.probes(token, "valid"),
+            before.probes(token, "valid"),
+            "{token}: the reload reset its probe counter"
+        );
+    }
+    assert!(
+        after.has("apitoken_info", &[("token", "relabelled"), ("team", "b")]),
+        "the new label is not applied at once:\n{}",
+        after.text()
+    );
+
+    // The new token is probed within the window; the unchanged ones are not probed again
+    // within it (a restarted loop would probe them by its end) nor after.
+    eventually(
+        reload_window() + Duration::from_secs(2),
+        "the added token's first probe",
+        || sim.sim.requests_for(secrets[2].1) >= 1,
+    )
+    .await;
+    tokio::time::sleep_until((reloaded + reload_window() + Duration::from_millis(500)).into())
+        .await;
+    assert_eq!(
+        requests(secrets[0].1),
+        kept_requests,
+        "the unchanged token was probed again after the reload (its schedule restarted)"
+    );
+    assert_eq!(
+        requests(secrets[1].1),
+        relabelled_requests,
+        "the relabelled token was probed again after the reload (its schedule restarted)"
+    );
+    let end = e.scrape().await;
+    for token in ["kept", "relabelled"] {
+        assert_eq!(
+            last_probe(&end, token),
+            last_probe(&before, token),
+            "{token}"
+        );
+        assert_eq!(end.probes(token, "valid"), 1.0, "{token}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_reprobes_a_changed_token_within_the_reload_window() {
+    let secret = "ATATT3xRELOADchanged";
+    let sim = simulator(&[(secret, cred("acc", EMAIL, Behaviour::Valid))]).await;
+    let e = hourly_exporter(&[("S", secret)]).await;
+    let changed = |interval: &str| jira("changed", &sim.base_url(), "S").probe_interval(interval);
+    let config = ConfigBuilder::new().global("probe_interval", "1h");
+    reload_to(&e, &config.clone().token(changed("1h"))).await;
+    e.wait_for(
+        reload_window() + Duration::from_secs(5),
+        "first probe",
+        |m| last_probe(m, "changed").is_some(),
+    )
+    .await;
+    assert_eq!(sim.sim.requests_for(secret), 1);
+
+    // A probe setting changes (its interval): the token restarts, with a fresh state,
+    // and is probed again within the window (not after an hour or two).
+    let reloaded = reload_to(&e, &config.token(changed("2h"))).await;
+    eventually(
+        // The window, plus a little for the request to arrive on a busy machine.
+        reload_window() + Duration::from_millis(700),
+        "the changed token's probe after the reload",
+        || sim.sim.requests_for(secret) >= 2,
+    )
+    .await;
+    println!(
+        "changed token re-probed {:?} after the reload",
+        reloaded.elapsed()
+    );
+    let m = e
+        .wait_for(Duration::from_secs(5), "the probe recorded", |m| {
+            m.probes("changed", "valid") >= 1.0
+        })
+        .await;
+    assert_eq!(
+        m.probes("changed", "valid"),
+        1.0,
+        "a changed token starts with fresh counters"
+    );
+    assert_eq!(sim.sim.requests_for(secret), 2);
 }

@@ -164,6 +164,10 @@ impl TokenSpec {
         self.set("org_token_id", id)
     }
 
+    pub fn probe_interval(self, interval: &str) -> Self {
+        self.set("probe_interval", interval)
+    }
+
     pub fn label(mut self, key: &str, value: &str) -> Self {
         self.labels.push((key.into(), value.into()));
         self
