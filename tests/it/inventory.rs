@@ -218,6 +218,45 @@ async fn a_429_retry_after_is_waited_out_within_the_run() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_negative_or_garbage_retry_after_waits_the_one_second_minimum() {
+    // Where the 1 s minimum shows: the inventory asks for a rate-limited page again after
+    // Retry-After, else after X-RateLimit-Reset (the simulator's is the end of its 60 s
+    // budget window). A value that cannot be used still asked us to back off.
+    let sim = org_simulator(150, &[]).await;
+    sim.sim
+        .add_org_tokens("org-2", (0..150).map(org_token).collect());
+    sim.sim.rate_limit_org_request(ORG, 2, Some("-5"));
+    sim.sim
+        .rate_limit_org_request("org-2", 2, Some("soon, maybe"));
+    let base = sim.base_url();
+    let e = Exporter::start(
+        &config(
+            &[],
+            &[
+                org("acme", ORG, &base, "K", "1h"),
+                org("beta", "org-2", &base, "K", "1h"),
+            ],
+        ),
+        &[("K", KEY)],
+    );
+    let m = e
+        .wait_for(Duration::from_secs(20), "both inventories", |m| {
+            success(m, "acme").is_some() && success(m, "beta").is_some()
+        })
+        .await;
+    for (name, org_id, value) in [("acme", ORG, "-5"), ("beta", "org-2", "soon, maybe")] {
+        assert_eq!(success(&m, name), Some(1.0), "{name}: {}", e.output());
+        let at = sim.sim.org_request_offsets(org_id);
+        assert_eq!(at.len(), 4, "{name}: page 2 is asked again, once: {at:?}");
+        let gap = at[2] - at[1];
+        assert!(
+            gap >= Duration::from_millis(950) && gap < Duration::from_secs(3),
+            "{name}: Retry-After {value:?} retried after {gap:?}, not the 1 s minimum"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_exhausted_rate_limit_budget_pauses_before_the_next_page() {
     let sim = org_simulator(250, &[]).await;
     // Two requests per 3 s: without honouring X-RateLimit-Remaining: 0 the third page

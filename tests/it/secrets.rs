@@ -143,11 +143,30 @@ fn secret_debug_output_is_redacted() {
     let s = Secret::new(SECRETS[0]);
     let reader = SecretReader::new(SecretSource::Static(s.clone()));
     assert_clean("Debug of Secret", &format!("{s:?} {s} {reader:?}"));
-    let c = Config::parse(
-        "tokens:\n  - {name: a, provider: jira, site: \"https://x\", email: e, token_env: X}\n",
+
+    // A file source's reader caches what it read.
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "tok", SECRETS[3]);
+    let reader = SecretReader::new(SecretSource::File(file));
+    assert_eq!(reader.read().unwrap().expose(), SECRETS[3]);
+    let shown = format!("{reader:?}");
+    assert_clean("Debug of a file SecretReader that has read", &shown);
+    assert!(shown.contains("***"), "{shown}");
+
+    // A whole config holding secrets (as the demo's does), implicit tokens included.
+    let mut c = Config::parse(
+        "tokens:\n  - {name: a, provider: jira, site: \"https://x\", email: e, token_env: X}\norganizations:\n  - {name: o, org_id: o1, api_key_env: K}\n",
     )
     .unwrap();
-    assert!(!format!("{c:?}").is_empty());
+    c.tokens[0].secret = SecretSource::Static(Secret::new(SECRETS[0]));
+    c.organizations[0].api_key = SecretSource::Static(Secret::new(SECRETS[5]));
+    let shown = format!("{c:?} {:?}", c.implicit_admin_tokens());
+    assert_clean("Debug of a Config", &shown);
+    assert_eq!(
+        shown.matches("Static(***)").count(),
+        3,
+        "the token's, the organization's and its implicit token's secret, redacted: {shown}"
+    );
 }
 
 // ---- every other command and error path --------------------------------------------------
