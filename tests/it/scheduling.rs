@@ -45,30 +45,62 @@ async fn retry_after_is_honoured_in_every_form() {
         .global("probe_interval", "1s")
         .tokens(tokens);
     let e = Exporter::start(&config.yaml(), &env_refs);
-    // Observe for 7 s after every token's first probe.
-    e.wait_for(Duration::from_secs(10), "first probes", |m| {
-        cases
-            .iter()
-            .all(|(n, _)| m.errors(n, "rate_limited") >= 1.0)
-    })
+    let m = e
+        .wait_for(Duration::from_secs(10), "first probes", |m| {
+            cases
+                .iter()
+                .all(|(n, _)| m.errors(n, "rate_limited") >= 1.0)
+        })
+        .await;
+    // The back-off each form asked for, as the exporter shows it.
+    let interval = |n: &str| {
+        m.value("apitoken_probe_interval_seconds", &[("token", n)])
+            .unwrap()
+    };
+    assert_eq!(interval("seconds"), 4.0);
+    let date_wait = interval("date");
+    assert!((20.0..=31.0).contains(&date_wait), "date: {date_wait}");
+    assert_eq!(interval("huge"), 3600.0, "Long.MAX clamps to 1 h");
+    assert_eq!(interval("none"), 1.0);
+
+    // Watch the simulator's request log until the 4 s form has come round twice and the
+    // unthrottled one six times.
+    let [seconds, date, huge, none] = [0, 1, 2, 3].map(|i| creds[i].0.as_str());
+    eventually(
+        Duration::from_secs(20),
+        "'seconds' probed 3 times and 'none' 6 times",
+        || sim.sim.requests_for(seconds) >= 3 && sim.sim.requests_for(none) >= 6,
+    )
     .await;
-    let start: Vec<u64> = creds.iter().map(|(s, _)| sim.sim.requests_for(s)).collect();
-    tokio::time::sleep(Duration::from_secs(7)).await;
-    let delta: Vec<u64> = creds
-        .iter()
-        .zip(&start)
-        .map(|((s, _), n)| sim.sim.requests_for(s) - n)
-        .collect();
-    // 1 s interval: without back-off ~7 requests. Retry-After 4 s: at most 2.
-    assert!(delta[0] <= 2, "seconds form not honoured: {delta:?}");
-    // The date is ~30 s ahead of the first probe: nothing more within the window.
-    assert_eq!(delta[1], 0, "HTTP-date form not honoured: {delta:?}");
-    // Long.MAX clamps to 1 h: no further request, and nothing broke.
-    assert_eq!(delta[2], 0, "huge Retry-After: {delta:?}");
-    // No header: the normal interval applies.
+    let gaps = |secret: &str| -> Vec<f64> {
+        let at = sim.sim.request_offsets_for(secret);
+        at.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect()
+    };
+    // Retry-After 4 counts from each answer: never sooner.
+    let g = gaps(seconds);
     assert!(
-        delta[3] >= 5,
-        "no Retry-After should keep the interval: {delta:?}"
+        g.iter().all(|&x| x >= 3.9),
+        "seconds form not honoured: {g:?}"
+    );
+    // The date is ~30 s ahead, Long.MAX clamps to 1 h: nothing since the first probe.
+    assert_eq!(
+        sim.sim.requests_for(date),
+        1,
+        "HTTP-date form not honoured: {:?}",
+        gaps(date)
+    );
+    assert_eq!(
+        sim.sim.requests_for(huge),
+        1,
+        "huge Retry-After: {:?}",
+        gaps(huge)
+    );
+    // No header: the normal 1 s interval (fixed cadence: on average, and never hammering).
+    let g = gaps(none);
+    let mean = g.iter().sum::<f64>() / g.len() as f64;
+    assert!(
+        mean <= 1.4 && g.iter().all(|&x| x >= 0.5),
+        "no Retry-After should keep the interval: {g:?}"
     );
     let (status, _) = e.get("/-/healthy").await;
     assert_eq!(status, 200);
@@ -133,21 +165,24 @@ async fn first_probes_are_spread_over_the_interval() {
 #[tokio::test(flavor = "multi_thread")]
 async fn scrapes_never_cause_outbound_calls() {
     let sim = simulator(&[("ATATT3xSCRAPE", cred("acc", EMAIL, Behaviour::Valid))]).await;
+    // One probe soon after the reload, the next in an hour: however long the scrapes
+    // take, any request the simulator sees after the first probe came from a scrape.
+    let e = hourly_exporter(&[("S", "ATATT3xSCRAPE")]).await;
     let config = ConfigBuilder::new()
-        .global("probe_interval", "30s")
+        .global("probe_interval", "1h")
         .token(jira("t", &sim.base_url(), "S"));
-    let e = Exporter::start(&config.yaml(), &[("S", "ATATT3xSCRAPE")]);
-    e.wait_for(Duration::from_secs(40), "first probe", |m| {
-        m.has("apitoken_valid", &[("token", "t")])
-    })
+    reload_to(&e, &config).await;
+    e.wait_for(
+        reload_window() + Duration::from_secs(5),
+        "first probe",
+        |m| m.has("apitoken_valid", &[("token", "t")]),
+    )
     .await;
     let before = sim.sim.stats().requests_total;
-    let started = Instant::now();
     for _ in 0..50 {
         e.scrape().await;
         e.get("/").await;
     }
-    assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(
         sim.sim.stats().requests_total,
         before,
