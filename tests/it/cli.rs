@@ -1,10 +1,11 @@
 //! Command-line behaviour: start-up config errors, `--config.check`, `check`, reload,
-//! SIGHUP and graceful shutdown.
+//! SIGHUP and graceful shutdown with a probe in flight.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use apitoken_exporter::simulator::Behaviour;
 
+use crate::harness::faults::{Fault, FaultServer, FAULT_EMAIL};
 use crate::harness::*;
 
 #[test]
@@ -254,32 +255,59 @@ async fn reload_applies_good_configs_and_refuses_broken_ones() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn sigterm_shuts_down_gracefully_with_exit_0() {
-    let sim = simulator(&[(
-        "ATATT3xTERM",
-        cred(
-            "acc",
-            EMAIL,
-            Behaviour::Slow {
-                delay: Duration::from_secs(30),
-            },
-        ),
-    )])
-    .await;
+async fn sigterm_cancels_an_in_flight_probe_and_exits_0_within_5_s() {
+    // An upstream that reads the probe's request and never answers; the probe would wait
+    // for its 60 s timeout.
+    let upstream = FaultServer::start(0, Fault::Silence).await;
     let e = Exporter::start(
         &ConfigBuilder::new()
             .global("probe_interval", "1s")
             .global("probe_timeout", "60s")
-            .token(jira("t", &sim.base_url(), "S"))
+            .token(
+                TokenSpec::jira("t")
+                    .site(&upstream.http_url())
+                    .email(FAULT_EMAIL)
+                    .token_env("S"),
+            )
             .yaml(),
         &[("S", "ATATT3xTERM")],
     );
-    // Let a probe get stuck in flight, then ask the process to stop.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (s, output) = e.terminate(Duration::from_secs(10)).await;
-    let s = s.expect("exporter did not exit within 10 s of SIGTERM");
-    assert!(s.success(), "exit status {s:?}\n{output}");
+    // Provably in flight: its request has arrived, its connection is open, it has no
+    // result.
+    eventually(
+        Duration::from_secs(10),
+        "the probe's request upstream",
+        || upstream.request_count() == 1,
+    )
+    .await;
+    assert!(upstream.closed_at().is_empty());
+    e.scrape()
+        .await
+        .assert_absent("apitoken_last_probe_timestamp_seconds", &[("token", "t")]);
+
+    let asked = Instant::now();
+    let (status, output) = e.terminate(Duration::from_secs(5)).await;
+    let status = status.expect("the exporter did not exit within 5 s of SIGTERM");
+    assert!(status.success(), "exit status {status:?}\n{output}");
     assert!(output.contains("shutting down"), "{output}");
+    // Cancelled, not finished: the upstream saw the connection go, and no probe result
+    // was logged.
+    eventually(
+        Duration::from_secs(2),
+        "the probe's connection closed",
+        || !upstream.closed_at().is_empty(),
+    )
+    .await;
+    let closed = upstream.closed_at()[0].duration_since(asked);
+    assert!(
+        closed < Duration::from_secs(5),
+        "closed {closed:?} after SIGTERM"
+    );
+    assert_eq!(upstream.request_count(), 1);
+    assert!(
+        !output.contains("probe failing"),
+        "the in-flight probe finished instead of being cancelled:\n{output}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
