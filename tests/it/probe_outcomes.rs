@@ -121,7 +121,7 @@ fn assert_error(m: &Metrics, reason: &str) {
 // ---- valid / mismatch ------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
-async fn jira_valid_token() {
+async fn jira_valid_token_reads_valid_with_its_account_id() {
     let (m, _e, _s) = first_probe(Case::default()).await;
     assert_state(&m, 1.0, 0.0, 0.0);
     assert!(m.probes("t", "valid") >= 1.0);
@@ -155,7 +155,7 @@ async fn jira_unexpected_account_is_a_mismatch() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn confluence_valid_and_mismatch() {
+async fn confluence_valid_and_an_unexpected_account_is_a_mismatch() {
     let (m, _e, _s) = first_probe(Case {
         provider: "confluence",
         ..Case::default()
@@ -172,7 +172,7 @@ async fn confluence_valid_and_mismatch() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn bitbucket_valid_with_username() {
+async fn bitbucket_app_password_is_valid_with_the_username() {
     // Bitbucket app passwords authenticate with the username, not the email.
     let (m, _e, _s) = first_probe(Case {
         provider: "bitbucket",
@@ -184,7 +184,7 @@ async fn bitbucket_valid_with_username() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn admin_key_valid() {
+async fn admin_key_valid_reads_valid() {
     let (m, _e, _s) = first_probe(Case {
         provider: "atlassian_admin",
         ..Case::default()
@@ -227,7 +227,7 @@ async fn jira_200_without_account_id_is_anonymous() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn confluence_anonymous_user() {
+async fn confluence_anonymous_user_is_an_anonymous_fallback() {
     let (m, _e, _s) = first_probe(Case {
         provider: "confluence",
         behaviour: Some(Behaviour::Dead),
@@ -262,7 +262,7 @@ async fn jira_mistyped_token_is_rejected_even_on_open_site() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn confluence_closed_site_and_bitbucket_and_admin_rejections() {
+async fn closed_confluence_dead_bitbucket_and_unknown_admin_key_are_rejected() {
     for case in [
         Case {
             provider: "confluence",
@@ -374,7 +374,7 @@ async fn body_over_one_mebibyte_is_bad_response() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn body_just_under_the_cap_is_read() {
+async fn body_just_under_the_1_mib_cap_is_read_not_cut() {
     // Valid JSON is not produced by HugeBody, so a sub-cap body fails parsing — but as a
     // parse error, not as the size cap: the cap must not cut bodies that fit.
     let (_m, e, _s) = first_probe(Case {

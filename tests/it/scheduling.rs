@@ -171,13 +171,7 @@ async fn scrapes_never_cause_outbound_calls() {
     let config = ConfigBuilder::new()
         .global("probe_interval", "1h")
         .token(jira("t", &sim.base_url(), "S"));
-    reload_to(&e, &config).await;
-    e.wait_for(
-        reload_window() + Duration::from_secs(5),
-        "first probe",
-        |m| m.has("apitoken_valid", &[("token", "t")]),
-    )
-    .await;
+    reload_until_probed(&e, &config, &["t"]).await;
     let before = sim.sim.stats().requests_total;
     for _ in 0..50 {
         e.scrape().await;
@@ -241,8 +235,33 @@ async fn reload_to(e: &Exporter, config: &ConfigBuilder) -> Instant {
     at
 }
 
+/// Reloads to `config` and waits until each of `tokens` has had its first probe.
+async fn reload_until_probed(e: &Exporter, config: &ConfigBuilder, tokens: &[&str]) -> Metrics {
+    reload_to(e, config).await;
+    e.wait_for(
+        reload_window() + Duration::from_secs(5),
+        &format!("first probes of {tokens:?}"),
+        |m| tokens.iter().all(|t| last_probe(m, t).is_some()),
+    )
+    .await
+}
+
 fn last_probe(m: &Metrics, token: &str) -> Option<f64> {
     m.value("apitoken_last_probe_timestamp_seconds", &[("token", token)])
+}
+
+/// `token`'s last probe and probe count in `now` are exactly those in `before`.
+fn assert_unchanged(before: &Metrics, now: &Metrics, token: &str, when: &str) {
+    assert_eq!(
+        last_probe(now, token),
+        last_probe(before, token),
+        "{token}: {when}, its last probe changed (was it reset?)"
+    );
+    assert_eq!(
+        now.probes(token, "valid"),
+        before.probes(token, "valid"),
+        "{token}: {when}, its probe counter changed (was it reset?)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -262,18 +281,12 @@ async fn reload_keeps_the_schedule_and_state_of_unchanged_tokens() {
     let kept = jira("kept", &base, "S_KEPT");
     let relabelled = |team: &str| jira("relabelled", &base, "S_REL").label("team", team);
     let config = ConfigBuilder::new().global("probe_interval", "1h");
-    reload_to(
+    let before = reload_until_probed(
         &e,
         &config.clone().token(kept.clone()).token(relabelled("a")),
+        &["kept", "relabelled"],
     )
     .await;
-    let before = e
-        .wait_for(
-            reload_window() + Duration::from_secs(5),
-            "first probes",
-            |m| last_probe(m, "kept").is_some() && last_probe(m, "relabelled").is_some(),
-        )
-        .await;
     let requests = |s: &str| sim.sim.request_offsets_for(s);
     let (kept_requests, relabelled_requests) = (requests(secrets[0].1), requests(secrets[1].1));
 
@@ -288,16 +301,7 @@ async fn reload_keeps_the_schedule_and_state_of_unchanged_tokens() {
     .await;
     let after = e.scrape().await;
     for token in ["kept", "relabelled"] {
-        assert_eq!(
-            last_probe(&after, token),
-            last_probe(&before, token),
-            "{token}: the reload reset its last probe"
-        );
-        assert_eq!(
-            after.probes(token, "valid"),
-            before.probes(token, "valid"),
-            "{token}: the reload reset its probe counter"
-        );
+        assert_unchanged(&before, &after, token, "right after the reload");
     }
     assert!(
         after.has("apitoken_info", &[("token", "relabelled"), ("team", "b")]),
@@ -327,11 +331,7 @@ async fn reload_keeps_the_schedule_and_state_of_unchanged_tokens() {
     );
     let end = e.scrape().await;
     for token in ["kept", "relabelled"] {
-        assert_eq!(
-            last_probe(&end, token),
-            last_probe(&before, token),
-            "{token}"
-        );
+        assert_unchanged(&before, &end, token, "once the reload window has passed");
         assert_eq!(end.probes(token, "valid"), 1.0, "{token}");
     }
 }
@@ -343,13 +343,7 @@ async fn reload_reprobes_a_changed_token_within_the_reload_window() {
     let e = hourly_exporter(&[("S", secret)]).await;
     let changed = |interval: &str| jira("changed", &sim.base_url(), "S").probe_interval(interval);
     let config = ConfigBuilder::new().global("probe_interval", "1h");
-    reload_to(&e, &config.clone().token(changed("1h"))).await;
-    e.wait_for(
-        reload_window() + Duration::from_secs(5),
-        "first probe",
-        |m| last_probe(m, "changed").is_some(),
-    )
-    .await;
+    reload_until_probed(&e, &config.clone().token(changed("1h")), &["changed"]).await;
     assert_eq!(sim.sim.requests_for(secret), 1);
 
     // A probe setting changes (its interval): the token restarts, with a fresh state,

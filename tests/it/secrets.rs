@@ -407,7 +407,7 @@ fn dropping_a_secret_wipes_it_before_its_memory_is_freed() {
 }
 
 #[test]
-fn secret_zeroizes_its_memory() {
+fn secret_is_zeroize_on_drop_and_zeroize_empties_it() {
     use apitoken_exporter::secret::Secret;
     use zeroize::{Zeroize, ZeroizeOnDrop};
     // `ZeroizeOnDrop` is the zeroize crate's marker for "Drop zeroes the memory"; `Secret`

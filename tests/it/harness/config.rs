@@ -67,29 +67,42 @@ impl ConfigBuilder {
         } else {
             out.push_str("tokens:\n");
             for t in &self.tokens {
-                entry(&mut out, &t.fields, &t.labels);
+                t.0.write(&mut out);
             }
         }
         if !self.orgs.is_empty() {
             out.push_str("organizations:\n");
             for o in &self.orgs {
-                entry(&mut out, &o.fields, &[]);
+                o.0.write(&mut out);
             }
         }
         out
     }
 }
 
-/// One `  - key: "value"` list entry, with an optional `labels:` map.
-fn entry(out: &mut String, fields: &[(&'static str, String)], labels: &[(String, String)]) {
-    for (i, (k, v)) in fields.iter().enumerate() {
-        let lead = if i == 0 { "  - " } else { "    " };
-        out.push_str(&format!("{lead}{k}: {}\n", quoted(v)));
+/// One list entry: `key: "value"` fields in order, then an optional `labels:` map.
+#[derive(Debug, Clone, Default)]
+struct Entry {
+    fields: Vec<(&'static str, String)>,
+    labels: Vec<(String, String)>,
+}
+
+impl Entry {
+    fn with(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.fields.push((key, value.into()));
+        self
     }
-    if !labels.is_empty() {
-        out.push_str("    labels:\n");
-        for (k, v) in labels {
-            out.push_str(&format!("      {k}: {}\n", quoted(v)));
+
+    fn write(&self, out: &mut String) {
+        for (i, (k, v)) in self.fields.iter().enumerate() {
+            let lead = if i == 0 { "  - " } else { "    " };
+            out.push_str(&format!("{lead}{k}: {}\n", quoted(v)));
+        }
+        if !self.labels.is_empty() {
+            out.push_str("    labels:\n");
+            for (k, v) in &self.labels {
+                out.push_str(&format!("      {k}: {}\n", quoted(v)));
+            }
         }
     }
 }
@@ -101,17 +114,15 @@ fn quoted(v: &str) -> String {
 
 /// One entry of `tokens:`.
 #[derive(Debug, Clone)]
-pub struct TokenSpec {
-    fields: Vec<(&'static str, String)>,
-    labels: Vec<(String, String)>,
-}
+pub struct TokenSpec(Entry);
 
 impl TokenSpec {
     pub fn new(provider: &str, name: &str) -> Self {
-        TokenSpec {
-            fields: vec![("name", name.into()), ("provider", provider.into())],
-            labels: Vec::new(),
-        }
+        TokenSpec(
+            Entry::default()
+                .with("name", name)
+                .with("provider", provider),
+        )
     }
 
     pub fn jira(name: &str) -> Self {
@@ -131,9 +142,8 @@ impl TokenSpec {
         Self::new("atlassian_admin", name)
     }
 
-    fn set(mut self, key: &'static str, value: impl Into<String>) -> Self {
-        self.fields.push((key, value.into()));
-        self
+    fn set(self, key: &'static str, value: impl Into<String>) -> Self {
+        TokenSpec(self.0.with(key, value))
     }
 
     pub fn site(self, url: &str) -> Self {
@@ -169,27 +179,22 @@ impl TokenSpec {
     }
 
     pub fn label(mut self, key: &str, value: &str) -> Self {
-        self.labels.push((key.into(), value.into()));
+        self.0.labels.push((key.into(), value.into()));
         self
     }
 }
 
 /// One entry of `organizations:`.
 #[derive(Debug, Clone)]
-pub struct OrgSpec {
-    fields: Vec<(&'static str, String)>,
-}
+pub struct OrgSpec(Entry);
 
 impl OrgSpec {
     pub fn new(name: &str, org_id: &str) -> Self {
-        OrgSpec {
-            fields: vec![("name", name.into()), ("org_id", org_id.into())],
-        }
+        OrgSpec(Entry::default().with("name", name).with("org_id", org_id))
     }
 
-    fn set(mut self, key: &'static str, value: impl Into<String>) -> Self {
-        self.fields.push((key, value.into()));
-        self
+    fn set(self, key: &'static str, value: impl Into<String>) -> Self {
+        OrgSpec(self.0.with(key, value))
     }
 
     pub fn base_url(self, url: &str) -> Self {

@@ -125,15 +125,16 @@ impl Exporter {
         self.output.lock().unwrap().clone()
     }
 
-    pub async fn get(&self, path: &str) -> (u16, String) {
-        let resp = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
+    /// Sends a request: the status and the body.
+    async fn call(&self, request: reqwest::RequestBuilder) -> (u16, String) {
+        let resp = request.send().await.unwrap();
         let status = resp.status().as_u16();
         (status, resp.text().await.unwrap())
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        self.call(self.client.get(format!("{}{path}", self.base)))
+            .await
     }
 
     /// `GET /metrics` (200 expected), parsed.
@@ -145,14 +146,8 @@ impl Exporter {
 
     /// `POST /-/reload`: the status and the body.
     pub async fn reload(&self) -> (u16, String) {
-        let resp = self
-            .client
-            .post(format!("{}/-/reload", self.base))
-            .send()
+        self.call(self.client.post(format!("{}/-/reload", self.base)))
             .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.text().await.unwrap())
     }
 
     /// Polls /metrics until `cond` holds (at most `timeout`), returning the last scrape.
