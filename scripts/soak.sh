@@ -7,4 +7,4 @@
 # longer load phase (at most 3600).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec cargo test --locked --release --test soak -- --ignored --nocapture "$@"
+exec cargo test --locked --release --test it -- --ignored --nocapture soak:: "$@"

@@ -24,6 +24,8 @@ fn cred(account: &str, behaviour: Behaviour) -> Credential {
 
 /// The exporter binary on 127.0.0.1:0 with `config`; killed by PID on drop.
 struct Exporter {
+    /// Held while this exporter runs, so the soak can have the machine to itself.
+    _gate: crate::harness::gate::Shared,
     child: Child,
     base: String,
     log: std::path::PathBuf,
@@ -32,6 +34,7 @@ struct Exporter {
 
 impl Exporter {
     fn start(config: &str, env: &[(&str, &str)]) -> Exporter {
+        let gate = crate::harness::gate::shared();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, config).unwrap();
@@ -61,6 +64,7 @@ impl Exporter {
             std::thread::sleep(Duration::from_millis(50));
         };
         Exporter {
+            _gate: gate,
             child,
             base,
             log,

@@ -1,16 +1,13 @@
 //! One test per probe outcome and error reason (README.md, "How tokens are classified"): the
 //! real binary probing the simulator over 127.0.0.1, asserted through /metrics.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::Duration;
 
 use apitoken_sim::{Behaviour, RunningSimulator};
-use common::*;
+
+use crate::harness::*;
 
 const SECRET: &str = "ATATT3xOUTCOMEtestSECRET0123456789=ABCDEF01";
-const EMAIL: &str = "svc@acme.example";
 const ACCOUNT: &str = "5b10a2844c20165700ede21g";
 
 struct Case<'a> {
@@ -20,7 +17,7 @@ struct Case<'a> {
     /// None: the simulator does not know the secret (a mistyped token).
     behaviour: Option<Behaviour>,
     config_email: &'a str,
-    extra: &'a str,
+    expected_account_id: Option<&'a str>,
     timeout: &'a str,
 }
 
@@ -31,7 +28,7 @@ impl Default for Case<'_> {
             site_path: "",
             behaviour: Some(Behaviour::Valid),
             config_email: EMAIL,
-            extra: "",
+            expected_account_id: None,
             timeout: "2s",
         }
     }
@@ -46,72 +43,93 @@ async fn first_probe(case: Case<'_>) -> (Metrics, Exporter, RunningSimulator) {
         .unwrap_or_default();
     let sim = simulator(&creds).await;
     let site = format!("{}{}", sim.base_url(), case.site_path);
-    let token = if case.provider == "atlassian_admin" {
-        format!(
-            "  - name: t\n    provider: atlassian_admin\n    site: \"{site}\"\n    token_env: SECRET_T\n"
-        )
-    } else {
-        token_yaml("t", case.provider, &site, case.config_email, "SECRET_T")
-    };
-    let config = config_yaml(
-        &format!("  probe_interval: 1s\n  probe_timeout: {}\n", case.timeout),
-        &[format!("{token}{}", case.extra)],
-    );
-    let exporter = Exporter::start(&config, &[("SECRET_T", SECRET)]);
-    let m = exporter
-        .wait_for(Duration::from_secs(10), "first probe", |m| {
-            m.has("apitoken_last_probe_timestamp_seconds", "t")
-        })
-        .await;
+    let mut token = TokenSpec::new(case.provider, "t")
+        .site(&site)
+        .token_env("SECRET_T");
+    if case.provider != "atlassian_admin" {
+        token = token.email(case.config_email);
+    }
+    if let Some(account) = case.expected_account_id {
+        token = token.expected_account_id(account);
+    }
+    let (m, exporter) = probe_once(token, case.timeout).await;
     (m, exporter, sim)
 }
 
+/// An exporter probing the one token `t` every second (secret [`SECRET`] in
+/// `SECRET_T`), once its first probe has finished.
+async fn probe_once(token: TokenSpec, timeout: &str) -> (Metrics, Exporter) {
+    let config = ConfigBuilder::new()
+        .global("probe_interval", "1s")
+        .global("probe_timeout", timeout)
+        .token(token);
+    let exporter = Exporter::start(&config.yaml(), &[("SECRET_T", SECRET)]);
+    let m = exporter
+        .wait_for(Duration::from_secs(10), "first probe", |m| {
+            m.has("apitoken_last_probe_timestamp_seconds", &[("token", "t")])
+        })
+        .await;
+    (m, exporter)
+}
+
 fn assert_state(m: &Metrics, valid: f64, anonymous: f64, mismatch: f64) {
-    assert_eq!(m.get("apitoken_valid", "t", &[]), Some(valid), "{}", m.0);
     assert_eq!(
-        m.get("apitoken_anonymous_fallback", "t", &[]),
+        m.value("apitoken_valid", &[("token", "t")]),
+        Some(valid),
+        "{}",
+        m.text()
+    );
+    assert_eq!(
+        m.value("apitoken_anonymous_fallback", &[("token", "t")]),
         Some(anonymous),
         "{}",
-        m.0
+        m.text()
     );
     assert_eq!(
-        m.get("apitoken_identity_mismatch", "t", &[]),
+        m.value("apitoken_identity_mismatch", &[("token", "t")]),
         Some(mismatch),
         "{}",
-        m.0
+        m.text()
     );
-    assert_eq!(m.get("apitoken_probe_success", "t", &[]), Some(1.0));
+    assert_eq!(
+        m.value("apitoken_probe_success", &[("token", "t")]),
+        Some(1.0)
+    );
 }
 
 /// An error outcome: probe_success 0, the reason counted, and no conclusive series.
 fn assert_error(m: &Metrics, reason: &str) {
     assert_eq!(
-        m.get("apitoken_probe_success", "t", &[]),
+        m.value("apitoken_probe_success", &[("token", "t")]),
         Some(0.0),
         "{}",
-        m.0
+        m.text()
     );
-    assert!(m.errors("t", reason) >= 1.0, "no {reason} error:\n{}", m.0);
+    assert!(
+        m.errors("t", reason) >= 1.0,
+        "no {reason} error:\n{}",
+        m.text()
+    );
     assert!(m.probes("t", "error") >= 1.0);
     assert!(
-        !m.has("apitoken_valid", "t"),
+        !m.has("apitoken_valid", &[("token", "t")]),
         "an error before any conclusive probe must leave valid absent:\n{}",
-        m.0
+        m.text()
     );
 }
 
 // ---- valid / mismatch ------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
-async fn jira_valid_token() {
+async fn jira_valid_token_reads_valid_with_its_account_id() {
     let (m, _e, _s) = first_probe(Case::default()).await;
     assert_state(&m, 1.0, 0.0, 0.0);
     assert!(m.probes("t", "valid") >= 1.0);
-    assert!(m.has("apitoken_last_valid_timestamp_seconds", "t"));
-    let info = m.line("apitoken_info", "t").unwrap();
+    assert!(m.has("apitoken_last_valid_timestamp_seconds", &[("token", "t")]));
     assert!(
-        info.contains(&format!("account_id=\"{ACCOUNT}\"")),
-        "{info}"
+        m.has("apitoken_info", &[("token", "t"), ("account_id", ACCOUNT)]),
+        "{}",
+        m.text()
     );
 }
 
@@ -128,7 +146,7 @@ async fn jira_email_comparison_is_case_insensitive() {
 #[tokio::test(flavor = "multi_thread")]
 async fn jira_unexpected_account_is_a_mismatch() {
     let (m, _e, _s) = first_probe(Case {
-        extra: "    expected_account_id: someone-else\n",
+        expected_account_id: Some("someone-else"),
         ..Case::default()
     })
     .await;
@@ -137,7 +155,7 @@ async fn jira_unexpected_account_is_a_mismatch() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn confluence_valid_and_mismatch() {
+async fn confluence_valid_and_an_unexpected_account_is_a_mismatch() {
     let (m, _e, _s) = first_probe(Case {
         provider: "confluence",
         ..Case::default()
@@ -146,7 +164,7 @@ async fn confluence_valid_and_mismatch() {
     assert_state(&m, 1.0, 0.0, 0.0);
     let (m, _e, _s) = first_probe(Case {
         provider: "confluence",
-        extra: "    expected_account_id: not-this-one\n",
+        expected_account_id: Some("not-this-one"),
         ..Case::default()
     })
     .await;
@@ -154,7 +172,7 @@ async fn confluence_valid_and_mismatch() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn bitbucket_valid_with_username() {
+async fn bitbucket_app_password_is_valid_with_the_username() {
     // Bitbucket app passwords authenticate with the username, not the email.
     let (m, _e, _s) = first_probe(Case {
         provider: "bitbucket",
@@ -166,7 +184,7 @@ async fn bitbucket_valid_with_username() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn admin_key_valid() {
+async fn admin_key_valid_reads_valid() {
     let (m, _e, _s) = first_probe(Case {
         provider: "atlassian_admin",
         ..Case::default()
@@ -209,7 +227,7 @@ async fn jira_200_without_account_id_is_anonymous() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn confluence_anonymous_user() {
+async fn confluence_anonymous_user_is_an_anonymous_fallback() {
     let (m, _e, _s) = first_probe(Case {
         provider: "confluence",
         behaviour: Some(Behaviour::Dead),
@@ -244,7 +262,7 @@ async fn jira_mistyped_token_is_rejected_even_on_open_site() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn confluence_closed_site_and_bitbucket_and_admin_rejections() {
+async fn closed_confluence_dead_bitbucket_and_unknown_admin_key_are_rejected() {
     for case in [
         Case {
             provider: "confluence",
@@ -265,7 +283,7 @@ async fn confluence_closed_site_and_bitbucket_and_admin_rejections() {
     ] {
         let provider = case.provider;
         let (m, _e, _s) = first_probe(case).await;
-        assert!(m.probes("t", "rejected") >= 1.0, "{provider}: {}", m.0);
+        assert!(m.probes("t", "rejected") >= 1.0, "{provider}: {}", m.text());
         assert_state(&m, 0.0, 0.0, 0.0);
     }
 }
@@ -290,23 +308,14 @@ async fn refused_connection_is_connect() {
     let sim = simulator(&[]).await;
     let port = sim.addr.port();
     sim.shutdown();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let config = config_yaml(
-        "  probe_interval: 1s\n",
-        &[token_yaml(
-            "t",
-            "jira",
-            &format!("http://127.0.0.1:{port}"),
-            EMAIL,
-            "SECRET_T",
-        )],
-    );
-    let e = Exporter::start(&config, &[("SECRET_T", SECRET)]);
-    let m = e
-        .wait_for(Duration::from_secs(10), "probe", |m| {
-            m.has("apitoken_last_probe_timestamp_seconds", "t")
-        })
-        .await;
+    eventually(
+        Duration::from_secs(10),
+        "the simulator stops listening",
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+    )
+    .await;
+    let site = format!("http://127.0.0.1:{port}");
+    let (m, _e) = probe_once(jira("t", &site, "SECRET_T"), "2s").await;
     assert_error(&m, "connect");
 }
 
@@ -314,16 +323,7 @@ async fn refused_connection_is_connect() {
 async fn https_to_a_plain_http_server_is_tls() {
     let sim = simulator(&[(SECRET, cred(ACCOUNT, EMAIL, Behaviour::Valid))]).await;
     let site = sim.base_url().replace("http://", "https://");
-    let config = config_yaml(
-        "  probe_interval: 1s\n",
-        &[token_yaml("t", "jira", &site, EMAIL, "SECRET_T")],
-    );
-    let e = Exporter::start(&config, &[("SECRET_T", SECRET)]);
-    let m = e
-        .wait_for(Duration::from_secs(10), "probe", |m| {
-            m.has("apitoken_last_probe_timestamp_seconds", "t")
-        })
-        .await;
+    let (m, _e) = probe_once(jira("t", &site, "SECRET_T"), "2s").await;
     assert_error(&m, "tls");
 }
 
@@ -374,7 +374,7 @@ async fn body_over_one_mebibyte_is_bad_response() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn body_just_under_the_cap_is_read() {
+async fn body_just_under_the_1_mib_cap_is_read_not_cut() {
     // Valid JSON is not produced by HugeBody, so a sub-cap body fails parsing — but as a
     // parse error, not as the size cap: the cap must not cut bodies that fit.
     let (_m, e, _s) = first_probe(Case {
@@ -397,11 +397,7 @@ async fn redirects_are_not_followed_and_credentials_stay_home() {
         SECRET,
         cred(ACCOUNT, EMAIL, Behaviour::Redirect { location: target }),
     );
-    let config = config_yaml(
-        "  probe_interval: 1s\n",
-        &[token_yaml("t", "jira", &sim.base_url(), EMAIL, "SECRET_T")],
-    );
-    let e = Exporter::start(&config, &[("SECRET_T", SECRET)]);
+    let (_, e) = probe_once(jira("t", &sim.base_url(), "SECRET_T"), "2s").await;
     let m = e
         .wait_for(Duration::from_secs(10), "two probes", |m| {
             m.probes("t", "error") >= 2.0
@@ -416,21 +412,19 @@ async fn redirects_are_not_followed_and_credentials_stay_home() {
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_env_var_is_credential_unavailable_and_others_keep_working() {
     let sim = simulator(&[(SECRET, cred(ACCOUNT, EMAIL, Behaviour::Valid))]).await;
-    let config = config_yaml(
-        "  probe_interval: 1s\n",
-        &[
-            token_yaml("t", "jira", &sim.base_url(), EMAIL, "APITOKEN_TEST_NOT_SET"),
-            token_yaml("ok", "jira", &sim.base_url(), EMAIL, "SECRET_OK"),
-        ],
-    );
-    let e = Exporter::start(&config, &[("SECRET_OK", SECRET)]);
+    let config = ConfigBuilder::new()
+        .global("probe_interval", "1s")
+        .token(jira("t", &sim.base_url(), "APITOKEN_TEST_NOT_SET"))
+        .token(jira("ok", &sim.base_url(), "SECRET_OK"));
+    let e = Exporter::start(&config.yaml(), &[("SECRET_OK", SECRET)]);
     let m = e
         .wait_for(Duration::from_secs(10), "both probed", |m| {
-            m.has("apitoken_last_probe_timestamp_seconds", "t") && m.has("apitoken_valid", "ok")
+            m.has("apitoken_last_probe_timestamp_seconds", &[("token", "t")])
+                && m.has("apitoken_valid", &[("token", "ok")])
         })
         .await;
     assert_error(&m, "credential_unavailable");
-    assert_eq!(m.get("apitoken_valid", "ok", &[]), Some(1.0));
+    assert_eq!(m.value("apitoken_valid", &[("token", "ok")]), Some(1.0));
     assert!(e.output().contains("APITOKEN_TEST_NOT_SET is not set"));
 }
 
@@ -439,7 +433,7 @@ async fn missing_env_var_is_credential_unavailable_and_others_keep_working() {
 #[tokio::test(flavor = "multi_thread")]
 async fn errors_keep_the_last_conclusive_state_until_a_conclusive_answer() {
     let (_m, e, sim) = first_probe(Case::default()).await;
-    let n = e.metrics().await.probes("t", "valid");
+    let n = e.scrape().await.probes("t", "valid");
     assert!(n >= 1.0);
 
     // Outage: every request 503. valid must stay 1 (an outage must not page "invalid").
@@ -452,9 +446,15 @@ async fn errors_keep_the_last_conclusive_state_until_a_conclusive_answer() {
             m.errors("t", "http_5xx") >= 2.0
         })
         .await;
-    assert_eq!(m.get("apitoken_valid", "t", &[]), Some(1.0));
-    assert_eq!(m.get("apitoken_anonymous_fallback", "t", &[]), Some(0.0));
-    assert_eq!(m.get("apitoken_probe_success", "t", &[]), Some(0.0));
+    assert_eq!(m.value("apitoken_valid", &[("token", "t")]), Some(1.0));
+    assert_eq!(
+        m.value("apitoken_anonymous_fallback", &[("token", "t")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        m.value("apitoken_probe_success", &[("token", "t")]),
+        Some(0.0)
+    );
 
     // Other error kinds keep it too.
     sim.sim.add_credential(
@@ -466,18 +466,21 @@ async fn errors_keep_the_last_conclusive_state_until_a_conclusive_answer() {
             m.errors("t", "rate_limited") >= 1.0
         })
         .await;
-    assert_eq!(m.get("apitoken_valid", "t", &[]), Some(1.0));
+    assert_eq!(m.value("apitoken_valid", &[("token", "t")]), Some(1.0));
 
     // A conclusive answer changes it: now served as anonymous.
     sim.sim
         .add_credential(SECRET, cred(ACCOUNT, EMAIL, Behaviour::Dead));
     let m = e
         .wait_for(Duration::from_secs(10), "anonymous", |m| {
-            m.get("apitoken_anonymous_fallback", "t", &[]) == Some(1.0)
+            m.value("apitoken_anonymous_fallback", &[("token", "t")]) == Some(1.0)
         })
         .await;
-    assert_eq!(m.get("apitoken_valid", "t", &[]), Some(0.0));
-    assert_eq!(m.get("apitoken_probe_success", "t", &[]), Some(1.0));
+    assert_eq!(m.value("apitoken_valid", &[("token", "t")]), Some(0.0));
+    assert_eq!(
+        m.value("apitoken_probe_success", &[("token", "t")]),
+        Some(1.0)
+    );
     let out = e.output();
     assert!(
         out.contains("probe failing; keeping the last conclusive state"),

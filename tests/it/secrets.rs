@@ -1,13 +1,11 @@
 //! The token strings never appear in /metrics, the status page, error responses,
 //! stdout/stderr of any command, or error text.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::Duration;
 
 use apitoken_sim::Behaviour;
-use common::*;
+
+use crate::harness::*;
 
 const EMAIL: &str = "svc@acme.example";
 /// Distinctive values, so a leak anywhere is found by plain substring search.
@@ -62,20 +60,32 @@ async fn secrets_never_leak_through_any_channel() {
     let base = sim.base_url();
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "tok", &format!("{}\n", SECRETS[3]));
-    let config = format!(
-        "{}  - name: filetok\n    provider: jira\n    site: \"{base}\"\n    email: {EMAIL}\n    token_file: {}\n  - name: admin\n    provider: atlassian_admin\n    site: \"{base}\"\n    token_env: S5\n",
-        config_yaml(
-            "  probe_interval: 1s\n  probe_timeout: 500ms\n",
-            &[
-                token_yaml("valid", "jira", &base, EMAIL, "S0"),
-                token_yaml("dead", "confluence", &base, EMAIL, "S1"),
-                token_yaml("slow", "bitbucket", &base, EMAIL, "S2"),
-                token_yaml("mistyped", "jira", &format!("{base}/closed"), EMAIL, "S4"),
-                token_yaml("tls", "jira", &base.replace("http:", "https:"), EMAIL, "S0"),
-            ],
-        ),
-        file.display()
-    );
+    let config = ConfigBuilder::new()
+        .global("probe_interval", "1s")
+        .global("probe_timeout", "500ms")
+        .token(jira("valid", &base, "S0"))
+        .token(
+            TokenSpec::confluence("dead")
+                .site(&base)
+                .email(EMAIL)
+                .token_env("S1"),
+        )
+        .token(
+            TokenSpec::bitbucket("slow")
+                .site(&base)
+                .email(EMAIL)
+                .token_env("S2"),
+        )
+        .token(jira("mistyped", &format!("{base}/closed"), "S4"))
+        .token(jira("tls", &base.replace("http:", "https:"), "S0"))
+        .token(
+            TokenSpec::jira("filetok")
+                .site(&base)
+                .email(EMAIL)
+                .token_file(&file),
+        )
+        .token(TokenSpec::admin("admin").site(&base).token_env("S5"))
+        .yaml();
     let env = [
         ("S0", SECRETS[0]),
         ("S1", SECRETS[1]),
@@ -90,21 +100,17 @@ async fn secrets_never_leak_through_any_channel() {
                 "valid", "dead", "slow", "mistyped", "tls", "filetok", "admin",
             ]
             .iter()
-            .all(|t| m.has("apitoken_last_probe_timestamp_seconds", t))
+            .all(|t| m.has("apitoken_last_probe_timestamp_seconds", &[("token", t)]))
         })
         .await;
-    assert_clean("/metrics", &m.0);
+    assert_clean("/metrics", m.text());
     assert_clean("status page", &e.get("/").await.1);
 
     // A failed reload's error text (the broken config sits next to env names).
     e.write_config(&format!("{config}  - bogus: {}\n", "x"));
-    let r = reqwest::Client::new()
-        .post(format!("{}/-/reload", e.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 500);
-    assert_clean("reload error", &r.text().await.unwrap());
+    let (status, body) = e.reload().await;
+    assert_eq!(status, 500);
+    assert_clean("reload error", &body);
 
     // check and --config.check print results and errors for the same tokens.
     let path = write(dir.path(), "c.yaml", &config);
@@ -124,9 +130,10 @@ async fn secrets_never_leak_through_any_channel() {
         assert!(code <= 1, "{out}{err}");
         assert_clean(&format!("{args:?} output"), &format!("{out}{err}"));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_clean("exporter stdout/stderr", &e.output());
-    assert!(e.output().contains("level=debug") || e.output().contains("level=info"));
+    // All of the output, to the last line: the process has exited.
+    let (_, output) = e.terminate(Duration::from_secs(10)).await;
+    assert_clean("exporter stdout/stderr", &output);
+    assert!(output.contains("level=debug") || output.contains("level=info"));
 }
 
 #[test]
@@ -136,11 +143,30 @@ fn secret_debug_output_is_redacted() {
     let s = Secret::new(SECRETS[0]);
     let reader = SecretReader::new(SecretSource::Static(s.clone()));
     assert_clean("Debug of Secret", &format!("{s:?} {s} {reader:?}"));
-    let c = Config::parse(
-        "tokens:\n  - {name: a, provider: jira, site: \"https://x\", email: e, token_env: X}\n",
+
+    // A file source's reader caches what it read.
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "tok", SECRETS[3]);
+    let reader = SecretReader::new(SecretSource::File(file));
+    assert_eq!(reader.read().unwrap().expose(), SECRETS[3]);
+    let shown = format!("{reader:?}");
+    assert_clean("Debug of a file SecretReader that has read", &shown);
+    assert!(shown.contains("***"), "{shown}");
+
+    // A whole config holding secrets (as the demo's does), implicit tokens included.
+    let mut c = Config::parse(
+        "tokens:\n  - {name: a, provider: jira, site: \"https://x\", email: e, token_env: X}\norganizations:\n  - {name: o, org_id: o1, api_key_env: K}\n",
     )
     .unwrap();
-    assert!(!format!("{c:?}").is_empty());
+    c.tokens[0].secret = SecretSource::Static(Secret::new(SECRETS[0]));
+    c.organizations[0].api_key = SecretSource::Static(Secret::new(SECRETS[5]));
+    let shown = format!("{c:?} {:?}", c.implicit_admin_tokens());
+    assert_clean("Debug of a Config", &shown);
+    assert_eq!(
+        shown.matches("Static(***)").count(),
+        3,
+        "the token's, the organization's and its implicit token's secret, redacted: {shown}"
+    );
 }
 
 // ---- every other command and error path --------------------------------------------------
@@ -165,18 +191,11 @@ async fn demo_never_shows_its_secrets() {
     let e = Exporter::start_with_args("", &[], &["demo"]);
     let m = e
         .wait_for(Duration::from_secs(20), "every demo token probed", |m| {
-            let infos =
-                m.0.lines()
-                    .filter(|l| l.starts_with("apitoken_info{"))
-                    .count();
-            let probed =
-                m.0.lines()
-                    .filter(|l| l.starts_with("apitoken_last_probe_timestamp_seconds{"))
-                    .count();
-            infos >= 8 && probed == infos
+            let infos = m.count("apitoken_info", &[]);
+            infos >= 8 && m.count("apitoken_last_probe_timestamp_seconds", &[]) == infos
         })
         .await;
-    assert!(!m.0.contains(DEMO_PREFIX), "demo secret in /metrics");
+    assert!(!m.text().contains(DEMO_PREFIX), "demo secret in /metrics");
     for path in ["/", "/-/ready", "/-/healthy", "/nope", "/-/reload"] {
         let (_, body) = e.get(path).await;
         assert!(
@@ -184,8 +203,7 @@ async fn demo_never_shows_its_secrets() {
             "demo secret in {path}:\n{body}"
         );
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let out = e.output();
+    let (_, out) = e.terminate(Duration::from_secs(10)).await;
     assert!(out.contains("demo started"), "{out}");
     assert!(
         !out.contains(DEMO_PREFIX),
@@ -244,35 +262,37 @@ async fn broken_configs_never_print_the_secrets_they_reference() {
     }
 
     // The same configs as failed reloads of a running exporter.
-    let good = format!(
-        "global: {{probe_interval: 1s}}\ntokens:\n  - {{name: envtok, provider: jira, site: \"https://nonexistent.invalid\", email: {EMAIL}, token_env: CANARY_ENV}}\n  - {{name: filetok, provider: jira, site: \"https://nonexistent.invalid\", email: {EMAIL}, token_file: {}}}\n",
-        file.display()
-    );
-    let e = Exporter::start(&good, &env);
-    let client = reqwest::Client::new();
+    let site = "https://nonexistent.invalid";
+    let good = ConfigBuilder::new()
+        .global("probe_interval", "1s")
+        .token(jira("envtok", site, "CANARY_ENV"))
+        .token(
+            TokenSpec::jira("filetok")
+                .site(site)
+                .email(EMAIL)
+                .token_file(&file),
+        );
+    let e = Exporter::start(&good.yaml(), &env);
     for (i, yaml) in broken_configs(&file).iter().enumerate() {
         e.write_config(yaml);
-        let r = client
-            .post(format!("{}/-/reload", e.base))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 500, "broken{i}");
-        assert_no_canary(
-            &format!("reload of broken{i}"),
-            &r.text().await.unwrap(),
-            &canaries,
-        );
+        let (status, body) = e.reload().await;
+        assert_eq!(status, 500, "broken{i}");
+        assert_no_canary(&format!("reload of broken{i}"), &body, &canaries);
     }
     e.wait_for(Duration::from_secs(15), "both probed", |m| {
-        m.has("apitoken_last_probe_timestamp_seconds", "envtok")
-            && m.has("apitoken_last_probe_timestamp_seconds", "filetok")
+        m.has(
+            "apitoken_last_probe_timestamp_seconds",
+            &[("token", "envtok")],
+        ) && m.has(
+            "apitoken_last_probe_timestamp_seconds",
+            &[("token", "filetok")],
+        )
     })
     .await;
-    assert_no_canary("/metrics", &e.metrics().await.0, &canaries);
+    assert_no_canary("/metrics", e.scrape().await.text(), &canaries);
     assert_no_canary("status page", &e.get("/").await.1, &canaries);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_no_canary("exporter output", &e.output(), &canaries);
+    let (_, output) = e.terminate(Duration::from_secs(10)).await;
+    assert_no_canary("exporter output", &output, &canaries);
 }
 
 #[test]
@@ -343,8 +363,51 @@ fn web_config_errors_never_print_passwords() {
     }
 }
 
+/// A canary no other allocation holds: built on the stack, unique to this run.
+fn stack_canary() -> [u8; 32] {
+    let mut canary = *b"ATATT3xWIPECANARY000000000000000";
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let unique = (nanos as u64) ^ u64::from(std::process::id());
+    for (i, b) in canary[16..].iter_mut().enumerate() {
+        *b = b"0123456789abcdef"[((unique >> (i * 4)) & 0xf) as usize];
+    }
+    canary
+}
+
 #[test]
-fn secret_zeroizes_its_memory() {
+fn dropping_a_secret_wipes_it_before_its_memory_is_freed() {
+    use apitoken_exporter::secret::Secret;
+    let canary = stack_canary();
+    let text = std::str::from_utf8(&canary).unwrap();
+
+    // The probe sees what a plain String leaves behind; otherwise the check below
+    // would prove nothing.
+    let plain = String::from(text);
+    let freed = alloc_probe::watch(&canary, || drop(plain));
+    assert_eq!(
+        (freed.blocks, freed.holding_needle),
+        (1, 1),
+        "the allocator probe does not see freed memory"
+    );
+
+    // Secret::new copies the value into its own heap buffer; dropping it must overwrite
+    // that buffer before it goes back to the allocator.
+    let secret = Secret::new(text);
+    assert_eq!(secret.expose(), text);
+    let freed = alloc_probe::watch(&canary, || drop(secret));
+    assert_eq!(freed.blocks, 1, "dropping a Secret freed no buffer");
+    assert_eq!(
+        freed.holding_needle, 0,
+        "a dropped Secret's buffer went back to the allocator with the value still in it \
+         (is Secret's Drop still wiping?)"
+    );
+}
+
+#[test]
+fn secret_is_zeroize_on_drop_and_zeroize_empties_it() {
     use apitoken_exporter::secret::Secret;
     use zeroize::{Zeroize, ZeroizeOnDrop};
     // `ZeroizeOnDrop` is the zeroize crate's marker for "Drop zeroes the memory"; `Secret`

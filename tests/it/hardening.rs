@@ -54,6 +54,7 @@ fn a_sighup_during_a_slow_start_up_does_not_kill_the_process() {
     }
     std::fs::write(&path, yaml).unwrap();
     let log = dir.path().join("log");
+    let _gate = crate::harness::gate::shared();
     let mut child = Command::new(BIN)
         .arg(format!("--config.file={}", path.display()))
         .arg("--web.listen-address=127.0.0.1:0")
@@ -122,6 +123,7 @@ async fn a_reload_that_only_changes_the_interval_keeps_state_and_counters() {
     };
     std::fs::write(&path, config("1s")).unwrap();
     let log = dir.path().join("log");
+    let _gate = crate::harness::gate::shared();
     let mut child = Command::new(BIN)
         .arg(format!("--config.file={}", path.display()))
         .arg("--web.listen-address=127.0.0.1:0")

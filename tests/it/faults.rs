@@ -1,15 +1,12 @@
-//! Upstream fault matrix (SPEC §4): for every way an upstream can fail, the exact error
+//! Upstream fault matrix (README "How tokens are classified"): for every way an upstream can fail, the exact error
 //! `reason`, the last conclusive state kept (an outage must not page "token invalid"), and
 //! an exporter that stays healthy. The upstream is a raw-TCP fault server on 127.0.0.1
-//! (`common::faults`) that first answers like a healthy Jira `/myself`, then fails.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
+//! (`harness::faults`) that first answers like a healthy Jira `/myself`, then fails.
 
 use std::time::{Duration, Instant};
 
-use common::faults::{response, Fault, FaultServer, FAULT_EMAIL};
-use common::*;
+use crate::harness::faults::{response, Fault, FaultServer, FAULT_EMAIL};
+use crate::harness::*;
 
 const SECRET: &str = "ATATT3xFAULTMATRIXsecret0001";
 const REASONS: [&str; 7] = [
@@ -22,17 +19,29 @@ const REASONS: [&str; 7] = [
     "credential_unavailable",
 ];
 
+/// A jira token on a fault server, with the identity its valid answers carry.
+fn fault_token(name: &str, site: &str) -> TokenSpec {
+    TokenSpec::jira(name)
+        .site(site)
+        .email(FAULT_EMAIL)
+        .token_env("S")
+}
+
 /// One exporter probing each `(token, site)` every second with `timeout`.
 fn exporter(tokens: &[(&str, String)], timeout: &str) -> Exporter {
-    let entries: Vec<String> = tokens
-        .iter()
-        .map(|(name, site)| token_yaml(name, "jira", site, FAULT_EMAIL, "S"))
-        .collect();
-    let config = config_yaml(
-        &format!("  probe_interval: 1s\n  probe_timeout: {timeout}\n"),
-        &entries,
-    );
-    Exporter::start(&config, &[("S", SECRET)])
+    exporter_with(
+        tokens.iter().map(|(name, site)| fault_token(name, site)),
+        timeout,
+    )
+}
+
+/// One exporter probing `tokens` (every second unless a token says otherwise).
+fn exporter_with(tokens: impl IntoIterator<Item = TokenSpec>, timeout: &str) -> Exporter {
+    let config = ConfigBuilder::new()
+        .global("probe_interval", "1s")
+        .global("probe_timeout", timeout)
+        .tokens(tokens);
+    Exporter::start(&config.yaml(), &[("S", SECRET)])
 }
 
 /// Waits for the `reason` error on `token`, then checks the whole contract: exactly that
@@ -51,27 +60,41 @@ async fn assert_fault(e: &Exporter, token: &str, reason: &str, kept: bool) -> Me
             m.errors(token, other),
             0.0,
             "{token}: expected only {reason}, also got {other}:\n{}",
-            m.0
+            m.text()
         );
     }
     assert_eq!(
-        m.get("apitoken_probe_success", token, &[]),
+        m.value("apitoken_probe_success", &[("token", token)]),
         Some(0.0),
         "{}",
-        m.0
+        m.text()
     );
     assert!(m.probes(token, "error") >= 1.0);
     if kept {
-        assert!(m.probes(token, "valid") >= 1.0, "{}", m.0);
-        assert_eq!(m.get("apitoken_valid", token, &[]), Some(1.0), "{}", m.0);
-        assert_eq!(m.get("apitoken_anonymous_fallback", token, &[]), Some(0.0));
-        assert_eq!(m.get("apitoken_identity_mismatch", token, &[]), Some(0.0));
-    } else {
-        assert!(
-            !m.has("apitoken_valid", token),
-            "{token}: no conclusive probe yet, valid must stay absent:\n{}",
-            m.0
+        assert!(m.probes(token, "valid") >= 1.0, "{}", m.text());
+        assert_eq!(
+            m.value("apitoken_valid", &[("token", token)]),
+            Some(1.0),
+            "{}",
+            m.text()
         );
+        assert_eq!(
+            m.value("apitoken_anonymous_fallback", &[("token", token)]),
+            Some(0.0)
+        );
+        assert_eq!(
+            m.value("apitoken_identity_mismatch", &[("token", token)]),
+            Some(0.0)
+        );
+    } else {
+        // No conclusive probe yet: the conclusive gauges stay absent.
+        for family in [
+            "apitoken_valid",
+            "apitoken_anonymous_fallback",
+            "apitoken_identity_mismatch",
+        ] {
+            m.assert_absent(family, &[("token", token)]);
+        }
     }
     assert_eq!(e.get("/-/healthy").await.0, 200);
     assert_eq!(e.get("/").await.0, 200);
@@ -130,7 +153,9 @@ async fn dns_failure_is_connect() {
 async fn silent_server_is_timeout_and_keeps_state() {
     let (_s, e) = one_valid_then(Fault::Silence, "1s").await;
     let m = assert_fault(&e, "t", "timeout", true).await;
-    let took = m.get("apitoken_probe_duration_seconds", "t", &[]).unwrap();
+    let took = m
+        .value("apitoken_probe_duration_seconds", &[("token", "t")])
+        .unwrap();
     assert!((0.9..3.0).contains(&took), "probe took {took}s");
 }
 
@@ -176,7 +201,7 @@ async fn server_error_storm_is_http_5xx_and_keeps_state() {
         })
         .await;
     for (name, _) in &tokens {
-        assert_eq!(m.get("apitoken_valid", name, &[]), Some(1.0));
+        assert_eq!(m.value("apitoken_valid", &[("token", name)]), Some(1.0));
     }
 }
 
@@ -193,32 +218,49 @@ fn gaps(server: &FaultServer, from: usize) -> Vec<f64> {
 async fn rate_limited_in_every_retry_after_form_backs_off_and_keeps_probing() {
     let started = Instant::now();
     let date = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(7));
-    let cases: [(&str, String); 5] = [
-        ("seconds", "3".into()),
-        ("date", date),
-        ("huge", "9223372036854775807".into()),
-        ("negative", "-5".into()),
-        ("garbage", "soon, maybe".into()),
+    // Negative and garbage values clamp to the 1 s minimum, which must not shorten the
+    // interval: those two probe every 3 s, so probing every second would show.
+    let cases: [(&str, String, &str); 5] = [
+        ("seconds", "3".into(), "1s"),
+        ("date", date, "1s"),
+        ("huge", "9223372036854775807".into(), "1s"),
+        ("negative", "-5".into(), "3s"),
+        ("garbage", "soon, maybe".into(), "3s"),
     ];
     let mut servers = Vec::new();
-    for (_, value) in &cases {
+    for (_, value, _) in &cases {
         let header = format!("Retry-After: {value}");
         let raw = response("429 Too Many Requests", &[&header], "{}");
         servers.push(FaultServer::start(1, Fault::Raw(raw)).await);
     }
-    let tokens: Vec<(&str, String)> = cases
-        .iter()
-        .zip(&servers)
-        .map(|((n, _), s)| (*n, s.http_url()))
-        .collect();
-    let e = exporter(&tokens, "2s");
-    for (name, _) in &cases {
+    let e = exporter_with(
+        cases
+            .iter()
+            .zip(&servers)
+            .map(|((n, _, every), s)| fault_token(n, &s.http_url()).probe_interval(every)),
+        "2s",
+    );
+    for (name, _, _) in &cases {
         assert_fault(&e, name, "rate_limited", true).await;
     }
-    // Watch until 11 s after start: long enough for every form to come round again.
-    tokio::time::sleep(Duration::from_secs(11).saturating_sub(started.elapsed())).await;
-    let m = e.metrics().await;
-    let interval = |n: &str| m.get("apitoken_probe_interval_seconds", n, &[]).unwrap();
+    // Until every form has come round again (request 0 is the valid answer, 1 the first
+    // 429): seconds twice more, date once after its date, negative and garbage 3 times.
+    eventually(
+        Duration::from_secs(30),
+        "every Retry-After form probed again",
+        || {
+            servers[0].request_count() >= 4
+                && servers[1].request_count() >= 3
+                && servers[3].request_count() >= 5
+                && servers[4].request_count() >= 5
+        },
+    )
+    .await;
+    let m = e.scrape().await;
+    let interval = |n: &str| {
+        m.value("apitoken_probe_interval_seconds", &[("token", n)])
+            .unwrap()
+    };
 
     // Request 0 is the valid answer, request 1 the first 429; gaps from the 429 on.
     let g = gaps(&servers[0], 1);
@@ -255,11 +297,12 @@ async fn rate_limited_in_every_retry_after_form_backs_off_and_keeps_probing() {
     for (i, name) in [(3, "negative"), (4, "garbage")] {
         let g = gaps(&servers[i], 1);
         assert!(g.len() >= 3, "{name}: probing stalled: {g:?}");
+        // The fixed cadence may catch up after a late probe, but never every second.
         assert!(
-            g.iter().all(|&x| x >= 0.95),
-            "{name}: probed within 1 s: {g:?}"
+            g.iter().all(|&x| x >= 2.5),
+            "{name}: the 1 s minimum replaced the 3 s interval: {g:?}"
         );
-        assert_eq!(interval(name), 1.0, "{name}");
+        assert_eq!(interval(name), 3.0, "{name}: not the configured interval");
     }
     assert_eq!(e.get("/-/healthy").await.0, 200);
 }
@@ -325,8 +368,8 @@ async fn invalid_utf8_in_a_header_value_is_ignored_not_fatal() {
             m.probes("t", "valid") >= 2.0
         })
         .await;
-    assert_eq!(m.get("apitoken_valid", "t", &[]), Some(1.0));
-    assert_eq!(m.probes("t", "error"), 0.0, "{}", m.0);
+    assert_eq!(m.value("apitoken_valid", &[("token", "t")]), Some(1.0));
+    assert_eq!(m.probes("t", "error"), 0.0, "{}", m.text());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -365,7 +408,7 @@ async fn fifty_megabyte_body_is_bad_response_without_buffering_it() {
     )
     .await;
     e.wait_for(Duration::from_secs(10), "first valid probe", |m| {
-        m.get("apitoken_valid", "t", &[]) == Some(1.0)
+        m.value("apitoken_valid", &[("token", "t")]) == Some(1.0)
     })
     .await;
     let before = vm_hwm_kib(e.pid());
@@ -383,7 +426,7 @@ async fn fifty_megabyte_body_is_bad_response_without_buffering_it() {
         "peak RSS grew by {grew_mib:.1} MiB reading 50 MB bodies (cap is 1 MiB)"
     );
     assert!(server.request_count() >= 4);
-    assert!(m.0.contains("apitoken_exporter_tokens 1"));
+    assert_eq!(m.value("apitoken_exporter_tokens", &[]), Some(1.0));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -412,4 +455,12 @@ async fn redirects_are_bad_response_and_never_followed() {
         "credentials went to another host"
     );
     assert!(to_other.requests().iter().all(|r| r.has_authorization));
+    // Every request the loop server saw is the probe itself, never a followed Location.
+    for r in to_self.requests() {
+        assert!(
+            r.request_line.starts_with("GET /rest/api/3/myself "),
+            "unexpected request: {}",
+            r.request_line
+        );
+    }
 }

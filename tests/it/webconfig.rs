@@ -1,10 +1,7 @@
 //! `--web.config.file`: HTTPS with a certificate generated at test time, basic auth with a
 //! bcrypt hash generated at test time, and start-up validation of the file.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use crate::harness::*;
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -50,7 +47,7 @@ async fn https_with_basic_auth_protects_everything_but_healthy() {
     let tls = make_cert();
     let web = web_config(&tls, "", true);
     let e = Exporter::start_with_args(
-        &config_yaml("", &[]),
+        &ConfigBuilder::new().yaml(),
         &[],
         &[&format!("--web.config.file={}", web.display())],
     );
@@ -109,7 +106,7 @@ async fn min_version_tls13_refuses_tls12_clients() {
     let tls = make_cert();
     let web = web_config(&tls, "  min_version: TLS13\n", false);
     let e = Exporter::start_with_args(
-        &config_yaml("", &[]),
+        &ConfigBuilder::new().yaml(),
         &[],
         &[&format!("--web.config.file={}", web.display())],
     );
@@ -129,12 +126,12 @@ async fn a_silent_client_does_not_block_other_connections() {
     let tls = make_cert();
     let web = web_config(&tls, "", false);
     let e = Exporter::start_with_args(
-        &config_yaml("", &[]),
+        &ConfigBuilder::new().yaml(),
         &[],
         &[&format!("--web.config.file={}", web.display())],
     );
     // Open TCP connections that never start a handshake.
-    let addr = e.base.trim_start_matches("http://").to_string();
+    let addr = e.addr().to_string();
     let mut idle = Vec::new();
     for _ in 0..20 {
         idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());

@@ -1,7 +1,6 @@
 //! Property tests: the config parser never panics whatever it is fed, and label values of
 //! any content survive the exposition format (checked by our own parser and by the real
 //! `promtool check metrics`).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -12,6 +11,9 @@ use apitoken_exporter::metrics::render;
 use apitoken_exporter::state::{Store, TokenMeta};
 use proptest::prelude::*;
 use serde_yaml::Value;
+
+use crate::harness::inproc::token_config;
+use crate::harness::Metrics;
 
 // ---- (a) the config parser never panics --------------------------------------------------
 
@@ -223,14 +225,11 @@ fn label_value() -> impl Strategy<Value = String> {
 
 /// A store with one jira token `t{i}` per entry, carrying labels `team` and `owner`.
 fn store_with_labels(values: &[(String, String)]) -> Store {
-    let yaml = "tokens:\n  - {name: t, provider: jira, site: \"https://acme.atlassian.net\", email: e, token_env: X}\n";
-    let template = Config::parse(yaml).unwrap().tokens.remove(0);
     let metas = values
         .iter()
         .enumerate()
         .map(|(i, (team, owner))| {
-            let mut t = template.clone();
-            t.name = format!("t{i}");
+            let mut t = token_config(&format!("t{i}"));
             t.labels = BTreeMap::from([
                 ("team".to_string(), team.clone()),
                 ("owner".to_string(), owner.clone()),
@@ -243,68 +242,19 @@ fn store_with_labels(values: &[(String, String)]) -> Store {
     store
 }
 
-/// Parses `{k="v",…}` at the start of `s` per the text format (escapes `\\`, `\"`, `\n`);
-/// returns the labels and the rest of the line.
-type Labels = Vec<(String, String)>;
-
-fn parse_labels(s: &str) -> Result<(Labels, &str), String> {
-    let mut labels = Vec::new();
-    let mut chars = s.char_indices().peekable();
-    if chars.next().map(|(_, c)| c) != Some('{') {
-        return Err(format!("no label set in {s:?}"));
-    }
-    loop {
-        let mut key = String::new();
-        for (_, c) in chars.by_ref() {
-            if c == '=' {
-                break;
-            }
-            key.push(c);
-        }
-        if chars.next().map(|(_, c)| c) != Some('"') {
-            return Err(format!("label {key} has no opening quote"));
-        }
-        let mut value = String::new();
-        loop {
-            match chars.next().map(|(_, c)| c) {
-                Some('\\') => match chars.next().map(|(_, c)| c) {
-                    Some('\\') => value.push('\\'),
-                    Some('"') => value.push('"'),
-                    Some('n') => value.push('\n'),
-                    other => return Err(format!("bad escape \\{other:?} in {key}")),
-                },
-                Some('"') => break,
-                Some('\n') => return Err(format!("raw newline in {key}")),
-                Some(c) => value.push(c),
-                None => return Err(format!("unterminated value of {key}")),
-            }
-        }
-        labels.push((key, value));
-        match chars.next() {
-            Some((_, ',')) => continue,
-            Some((i, '}')) => return Ok((labels, &s[i + 1..])),
-            other => return Err(format!("unexpected {other:?} after a label")),
-        }
-    }
-}
-
-/// The `team`/`owner` labels of every `apitoken_info` sample, by token.
+/// The `team`/`owner` labels of every `apitoken_info` sample, by token, read back by the
+/// harness's strict exposition parser (escapes `\\`, `\"`, `\n` only; lines split at
+/// `\n`, never `\r\n`).
 fn info_labels(text: &str) -> Result<BTreeMap<String, (String, String)>, String> {
+    let m = Metrics::parse(text)?;
     let mut out = BTreeMap::new();
-    // The format separates samples by '\n' only (not "\r\n"), so split exactly there.
-    for line in text.split('\n') {
-        let Some(rest) = line.strip_prefix("apitoken_info") else {
-            continue;
-        };
-        let (labels, value) = parse_labels(rest)?;
-        if value != " 1" {
-            return Err(format!("info value {value:?}"));
+    for s in m.samples("apitoken_info", &[]) {
+        if s.value != 1.0 {
+            return Err(format!("info value {}", s.value));
         }
         let get = |k: &str| {
-            labels
-                .iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.clone())
+            s.label(k)
+                .map(str::to_string)
                 .ok_or(format!("no {k} label"))
         };
         out.insert(get("token")?, (get("team")?, get("owner")?));

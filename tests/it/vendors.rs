@@ -187,6 +187,8 @@ fn now_behaves(sim: &RunningSimulator, secret: &str, behaviour: Behaviour) {
 
 /// The exporter process (killed by its own handle on drop) and everything it printed.
 struct Exporter {
+    /// Held while this exporter runs, so the soak can have the machine to itself.
+    _gate: crate::harness::gate::Shared,
     child: Child,
     url: String,
     printed: Arc<Mutex<String>>,
@@ -218,6 +220,7 @@ impl Exporter {
     }
 
     fn start_args(config: &str, env: &[(String, String)], args: &[&str]) -> Exporter {
+        let gate = crate::harness::gate::shared();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, config).unwrap();
@@ -251,6 +254,7 @@ impl Exporter {
             std::thread::sleep(Duration::from_millis(20));
         };
         Exporter {
+            _gate: gate,
             child,
             url: format!("http://{addr}"),
             printed,

@@ -128,6 +128,8 @@ async fn connect_proxy() -> (String, Arc<AtomicUsize>) {
 }
 
 struct Exporter {
+    /// Held while this exporter runs, so the soak can have the machine to itself.
+    _gate: crate::harness::gate::Shared,
     child: Child,
     base: String,
     log: std::path::PathBuf,
@@ -136,6 +138,7 @@ struct Exporter {
 
 impl Exporter {
     fn start(global: &str, site: &str, env: &[(&str, &str)]) -> Exporter {
+        let gate = crate::harness::gate::shared();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.yaml");
         let config = format!(
@@ -176,6 +179,7 @@ impl Exporter {
             std::thread::sleep(Duration::from_millis(50));
         };
         Exporter {
+            _gate: gate,
             child,
             base,
             log,

@@ -5,10 +5,7 @@
 //!
 //! The short soak runs in the normal suite. The full one (10,000 tokens, 60 s) is ignored;
 //! run it with `scripts/soak.sh`, i.e.
-//! `cargo test --release --test soak -- --ignored --nocapture`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
+//! `cargo test --release --test it -- --ignored --nocapture soak::`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -17,9 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use apitoken_sim::{Behaviour, RunningSimulator};
-use common::*;
 
-const EMAIL: &str = "svc@acme.example";
+use crate::harness::*;
 
 struct Plan {
     /// Tokens reading their secret from an env var (1 % of them failing at any time).
@@ -85,25 +81,16 @@ fn vm_kib(pid: u32, field: &str) -> u64 {
         .unwrap()
 }
 
-/// `apitoken_last_probe_timestamp_seconds` of every token, in one pass over the body.
-fn last_probes(body: &str) -> HashMap<String, f64> {
-    const PREFIX: &str = "apitoken_last_probe_timestamp_seconds{token=\"";
-    body.lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix(PREFIX)?;
-            let (token, _) = rest.split_once('"')?;
-            let (_, value) = l.rsplit_once(' ')?;
-            Some((token.to_string(), value.parse().ok()?))
-        })
+/// `apitoken_last_probe_timestamp_seconds` of every token.
+fn last_probes(m: &Metrics) -> HashMap<&str, f64> {
+    m.samples("apitoken_last_probe_timestamp_seconds", &[])
+        .filter_map(|s| Some((s.label("token")?, s.value)))
         .collect()
 }
 
 /// Sum of a counter family over all tokens and label values.
-fn family_sum(body: &str, name: &str) -> f64 {
-    body.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
+fn family_sum(m: &Metrics, name: &str) -> f64 {
+    m.samples(name, &[]).map(|s| s.value).sum()
 }
 
 struct Fixture {
@@ -155,32 +142,25 @@ impl Fixture {
     /// Config A (`b == false`) or B: B relabels the first 100 tokens and adds 5 tokens.
     fn config(&self, plan: &Plan, b: bool) -> String {
         let base = self.sim.base_url();
-        let mut out = format!(
-            "global:\n  allow_insecure_http: true\n  probe_interval: {}s\n  probe_timeout: {}ms\n  max_concurrency: {}\ntokens:\n",
-            plan.interval.as_secs(),
-            plan.timeout.as_millis(),
-            plan.max_concurrency
-        );
-        for i in 0..plan.env_tokens {
+        let env_tokens = (0..plan.env_tokens).map(|i| {
             let gen = if b && i < 100 { "b" } else { "a" };
-            out.push_str(&format!(
-                "  - {{name: t{i}, provider: jira, site: \"{base}\", email: {EMAIL}, token_env: S{i}, labels: {{gen: {gen}}}}}\n"
-            ));
-        }
-        for (j, f) in self.files.iter().enumerate() {
-            out.push_str(&format!(
-                "  - {{name: f{j}, provider: jira, site: \"{base}\", email: {EMAIL}, token_file: \"{}\"}}\n",
-                f.display()
-            ));
-        }
-        if b {
-            for i in 0..5 {
-                out.push_str(&format!(
-                    "  - {{name: x{i}, provider: jira, site: \"{base}\", email: {EMAIL}, token_env: X{i}}}\n"
-                ));
-            }
-        }
-        out
+            jira(&format!("t{i}"), &base, &format!("S{i}")).label("gen", gen)
+        });
+        let file_tokens = self.files.iter().enumerate().map(|(j, f)| {
+            TokenSpec::jira(&format!("f{j}"))
+                .site(&base)
+                .email(EMAIL)
+                .token_file(f)
+        });
+        let extra = (0..5)
+            .filter(|_| b)
+            .map(|i| jira(&format!("x{i}"), &base, &format!("X{i}")));
+        ConfigBuilder::new()
+            .global("probe_interval", format!("{}s", plan.interval.as_secs()))
+            .global("probe_timeout", format!("{}ms", plan.timeout.as_millis()))
+            .global("max_concurrency", plan.max_concurrency)
+            .tokens(env_tokens.chain(file_tokens).chain(extra))
+            .yaml()
     }
 }
 
@@ -208,6 +188,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 async fn soak(plan: Plan) -> Figures {
+    // Latencies and probe ages are measured: no other exporter runs meanwhile.
+    let alone = gate::exclusive();
     let fx = Arc::new(Fixture::new(&plan).await);
     let env: Vec<(&str, &str)> = fx
         .env
@@ -216,7 +198,7 @@ async fn soak(plan: Plan) -> Figures {
         .collect();
     let config_a = fx.config(&plan, false);
     let config_b = fx.config(&plan, true);
-    let e = Exporter::start(&config_a, &env);
+    let e = Exporter::start_alone(&config_a, &env, &alone);
     let pid = e.pid();
     let total = plan.env_tokens + plan.file_tokens;
     let mut fig = Figures {
@@ -228,14 +210,13 @@ async fn soak(plan: Plan) -> Figures {
     let started = Instant::now();
     let deadline = started + plan.interval * 3 + Duration::from_secs(10);
     loop {
-        let (_, body) = e.get("/metrics").await;
-        if last_probes(&body).len() >= total {
+        let probed = last_probes(&e.scrape().await).len();
+        if probed >= total {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "warm-up: only {} of {total} tokens probed after {:?}",
-            last_probes(&body).len(),
+            "warm-up: only {probed} of {total} tokens probed after {:?}",
             started.elapsed()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -379,10 +360,6 @@ async fn soak(plan: Plan) -> Figures {
     }
 
     // Reload every second, alternating A and B; sample for stuck probes in between.
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
     let mut oldest = 0.0f64;
     let base_tokens: Vec<String> = (0..plan.env_tokens)
         .map(|i| format!("t{i}"))
@@ -396,21 +373,16 @@ async fn soak(plan: Plan) -> Figures {
         } else {
             &config_a
         });
-        let r = client
-            .post(format!("{}/-/reload", e.base))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+        let (status, body) = e.reload().await;
+        assert_eq!(status, 200, "{body}");
         reloads += 1;
 
-        let (status, body) = e.get("/metrics").await;
-        assert_eq!(status, 200);
+        let m = e.scrape().await;
         let now = now_unix();
-        let probes = last_probes(&body);
+        let probes = last_probes(&m);
         for t in &base_tokens {
             let last = *probes
-                .get(t)
+                .get(t.as_str())
                 .unwrap_or_else(|| panic!("{t} lost its last probe"));
             oldest = oldest.max(now - last);
         }
@@ -429,15 +401,15 @@ async fn soak(plan: Plan) -> Figures {
         r.unwrap(); // a panicking client (non-200, error) fails the soak
     }
 
-    let (_, body) = e.get("/metrics").await;
+    let m = e.scrape().await;
     fig.rss_end_kib = vm_kib(pid, "VmRSS");
     fig.hwm_end_kib = vm_kib(pid, "VmHWM");
     fig.reloads = reloads;
     fig.failure_switches = switches.load(Ordering::Relaxed);
     fig.file_rotations = rotations.load(Ordering::Relaxed);
     fig.oldest_probe_age_s = oldest;
-    fig.probes_total = family_sum(&body, "apitoken_probes_total");
-    fig.probe_errors_total = family_sum(&body, "apitoken_probe_errors_total");
+    fig.probes_total = family_sum(&m, "apitoken_probes_total");
+    fig.probe_errors_total = family_sum(&m, "apitoken_probe_errors_total");
     fig.scrape_gzip_bytes = body_bytes.load(Ordering::Relaxed) as usize;
     fig.plain_scrapes = plain_scrapes.load(Ordering::Relaxed);
     fig.scrape_plain_bytes = plain_bytes.load(Ordering::Relaxed) as usize;
@@ -488,9 +460,8 @@ async fn soak(plan: Plan) -> Figures {
     );
     // Rotated files are read again: those tokens end valid with the newest secret.
     for j in 0..plan.file_tokens {
-        let m = Metrics(body.clone());
         assert_eq!(
-            m.get("apitoken_valid", &format!("f{j}"), &[]),
+            m.value("apitoken_valid", &[("token", &format!("f{j}"))]),
             Some(1.0),
             "f{j}"
         );

@@ -3,16 +3,14 @@
 //! directory). Each must be refused at start-up (exit 1, quickly, within 1 GiB of address
 //! space, the message naming file and field/line) and at reload (`POST /-/reload` → 500,
 //! the running config kept, reload gauge 0).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use apitoken_sim::Behaviour;
-use common::*;
+
+use crate::harness::*;
 
 const EMAIL: &str = "svc@acme.example";
 /// A start-up that takes longer than this is treated as a hang.
@@ -301,41 +299,37 @@ fn config_check_refuses_the_same_configs_and_warns_about_unreadable_token_files(
 async fn every_broken_config_is_refused_at_reload_keeping_the_running_one() {
     let secret = "ATATT3xBADCONFIGreload";
     let sim = simulator(&[(secret, cred("acc", EMAIL, Behaviour::Valid))]).await;
-    let good = config_yaml(
-        "  probe_interval: 1s\n",
-        &[token_yaml("kept", "jira", &sim.base_url(), EMAIL, "S")],
-    );
+    let good = ConfigBuilder::new()
+        .global("probe_interval", "1s")
+        .token(jira("kept", &sim.base_url(), "S"))
+        .yaml();
     let e = Exporter::start(&good, &[("S", secret)]);
     e.wait_for(Duration::from_secs(10), "kept valid", |m| {
-        m.get("apitoken_valid", "kept", &[]) == Some(1.0)
+        m.value("apitoken_valid", &[("token", "kept")]) == Some(1.0)
     })
     .await;
-    let client = reqwest::Client::new();
-    let reload = || async {
-        let r = client
-            .post(format!("{}/-/reload", e.base))
-            .timeout(STARTUP_BOUND)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    };
     for r in rows() {
         place(&e.config_path, &r.input);
         let started = Instant::now();
-        let (status, body) = reload().await;
+        let (status, body) = e.reload().await;
         assert_eq!(status, 500, "{}: {body}", r.rule);
         assert!(started.elapsed() < STARTUP_BOUND, "{}: slow reload", r.rule);
         assert_names(r.rule, "reload error", &body, "config.yaml", &r.expect);
-        let m = e.metrics().await;
-        assert!(
-            m.0.contains("apitoken_exporter_config_last_reload_successful 0\n"),
+        let m = e.scrape().await;
+        assert_eq!(
+            m.value("apitoken_exporter_config_last_reload_successful", &[]),
+            Some(0.0),
             "{}",
             r.rule
         );
-        assert!(m.0.contains("apitoken_exporter_tokens 1\n"), "{}", r.rule);
         assert_eq!(
-            m.get("apitoken_valid", "kept", &[]),
+            m.value("apitoken_exporter_tokens", &[]),
+            Some(1.0),
+            "{}",
+            r.rule
+        );
+        assert_eq!(
+            m.value("apitoken_valid", &[("token", "kept")]),
             Some(1.0),
             "{}",
             r.rule
@@ -343,12 +337,13 @@ async fn every_broken_config_is_refused_at_reload_keeping_the_running_one() {
 
         // Back to the good config, so the next row starts from a successful reload.
         place(&e.config_path, &Input::Yaml(good.clone()));
-        assert_eq!(reload().await.0, 200, "{}: restoring", r.rule);
+        assert_eq!(e.reload().await.0, 200, "{}: restoring", r.rule);
     }
-    let m = e.metrics().await;
-    assert!(m
-        .0
-        .contains("apitoken_exporter_config_last_reload_successful 1\n"));
+    let m = e.scrape().await;
+    assert_eq!(
+        m.value("apitoken_exporter_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
     assert!(m.probes("kept", "valid") >= 1.0);
     assert_eq!(e.get("/-/healthy").await.0, 200);
 }

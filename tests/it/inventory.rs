@@ -1,14 +1,12 @@
 //! Organization inventory seen from outside: the real binary listing a simulated
 //! organization through the Admin API (pagination, rate limits, failures, linking, the
 //! implicit admin-key token, reload).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::{Duration, Instant};
 
 use apitoken_sim::{Behaviour, OrgApiKey, OrgToken};
-use common::*;
+
+use crate::harness::*;
 
 const KEY: &str = "ATATT3xORGADMINKEYdoNotLeak";
 const ORG: &str = "org-1";
@@ -71,40 +69,34 @@ async fn org_simulator(
     sim
 }
 
-fn org_yaml(name: &str, org_id: &str, base: &str, env: &str, interval: &str) -> String {
-    format!(
-        "  - name: {name}\n    org_id: {org_id}\n    api_key_env: {env}\n    base_url: \"{base}\"\n    probe_interval: {interval}\n"
-    )
+/// Organization `name` (`org_id`) on `base`, its key in env var `env`.
+fn org(name: &str, org_id: &str, base: &str, env: &str, interval: &str) -> OrgSpec {
+    OrgSpec::new(name, org_id)
+        .api_key_env(env)
+        .base_url(base)
+        .probe_interval(interval)
 }
 
-fn config(tokens: &[String], orgs: &[String]) -> String {
-    let mut y = "global:\n  allow_insecure_http: true\n  probe_interval: 1s\n".to_string();
-    if !tokens.is_empty() {
-        y.push_str("tokens:\n");
-        y.push_str(&tokens.concat());
+fn config(tokens: &[TokenSpec], orgs: &[OrgSpec]) -> String {
+    let mut c = ConfigBuilder::new()
+        .global("probe_interval", "1s")
+        .tokens(tokens.iter().cloned());
+    for o in orgs {
+        c = c.org(o.clone());
     }
-    if !orgs.is_empty() {
-        y.push_str("organizations:\n");
-        y.push_str(&orgs.concat());
-    }
-    y
+    c.yaml()
 }
 
-/// Lines of family `name` for organization `org`.
-fn org_lines<'a>(m: &'a Metrics, name: &str, org: &str) -> Vec<&'a str> {
-    let prefix = format!("{name}{{org=\"{org}\"");
-    m.0.lines().filter(|l| l.starts_with(&prefix)).collect()
-}
-
+/// The value of family `name` for organization `org` with `labels` (unique).
 fn org_value(m: &Metrics, name: &str, org: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    org_lines(m, name, org).into_iter().find_map(|l| {
-        let (series, value) = l.rsplit_once(' ')?;
-        labels
-            .iter()
-            .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
-            .then(|| value.parse().ok())
-            .flatten()
-    })
+    let mut all = vec![("org", org)];
+    all.extend_from_slice(labels);
+    m.value(name, &all)
+}
+
+/// How many series family `name` has for organization `org`.
+fn org_count(m: &Metrics, name: &str, org: &str) -> usize {
+    m.count(name, &[("org", org)])
 }
 
 fn success(m: &Metrics, org: &str) -> Option<f64> {
@@ -119,7 +111,7 @@ const KEY_EXPIRY: &str = "apitoken_org_api_key_expiry_timestamp_seconds";
 /// not in /metrics, the status page, or the logs.
 async fn assert_nothing_leaked(e: &Exporter) {
     let (_, page) = e.get("/").await;
-    let metrics = e.metrics().await.0;
+    let metrics = e.scrape().await.text().to_string();
     for (what, text) in [
         ("/metrics", metrics.as_str()),
         ("/", page.as_str()),
@@ -139,19 +131,14 @@ async fn assert_nothing_leaked(e: &Exporter) {
 }
 
 async fn reload(e: &Exporter) {
-    let r = reqwest::Client::new()
-        .post(format!("{}/-/reload", e.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(e.reload().await, (200, "config reloaded\n".to_string()));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_page_is_listed_and_personal_data_is_dropped() {
     let sim = org_simulator(250, &[]).await;
     let e = Exporter::start(
-        &config(&[], &[org_yaml("acme", ORG, &sim.base_url(), "K", "1h")]),
+        &config(&[], &[org("acme", ORG, &sim.base_url(), "K", "1h")]),
         &[("K", KEY)],
     );
     let m = e
@@ -161,9 +148,9 @@ async fn every_page_is_listed_and_personal_data_is_dropped() {
         .await;
     // 250 tokens at pageSize 100 = 3 pages, plus 1 page of keys.
     assert_eq!(sim.sim.org_requests(ORG), 4);
-    assert_eq!(org_lines(&m, TOKEN_ACTIVE, "acme").len(), 250);
+    assert_eq!(org_count(&m, TOKEN_ACTIVE, "acme"), 250);
     // Every 10th token has no expiresAt: no expiry series for it (never a 0).
-    assert_eq!(org_lines(&m, TOKEN_EXPIRY, "acme").len(), 225);
+    assert_eq!(org_count(&m, TOKEN_EXPIRY, "acme"), 225);
     assert!(org_value(&m, TOKEN_EXPIRY, "acme", &[("token_id", "tok-010")]).is_none());
     assert!(org_value(&m, TOKEN_ACTIVE, "acme", &[("token_id", "tok-010")]).is_some());
     let last = org_value(
@@ -186,7 +173,7 @@ async fn every_page_is_listed_and_personal_data_is_dropped() {
         &[("token_id", "tok-007"), ("status", "BLOCKED")]
     )
     .is_some());
-    assert_eq!(org_lines(&m, KEY_EXPIRY, "acme").len(), 2);
+    assert_eq!(org_count(&m, KEY_EXPIRY, "acme"), 2);
     assert!(org_value(
         &m,
         KEY_EXPIRY,
@@ -202,7 +189,7 @@ async fn every_page_is_listed_and_personal_data_is_dropped() {
     )
     .is_some());
     assert!(m
-        .0
+        .text()
         .contains("# HELP apitoken_org_token_expiry_timestamp_seconds "));
     assert_nothing_leaked(&e).await;
 }
@@ -213,7 +200,7 @@ async fn a_429_retry_after_is_waited_out_within_the_run() {
     // The 2nd request (page 2 of the tokens) answers 429 with Retry-After: 2.
     sim.sim.rate_limit_org_request(ORG, 2, Some("2"));
     let e = Exporter::start(
-        &config(&[], &[org_yaml("acme", ORG, &sim.base_url(), "K", "1h")]),
+        &config(&[], &[org("acme", ORG, &sim.base_url(), "K", "1h")]),
         &[("K", KEY)],
     );
     let m = e
@@ -222,12 +209,51 @@ async fn a_429_retry_after_is_waited_out_within_the_run() {
         })
         .await;
     assert_eq!(success(&m, "acme"), Some(1.0), "{}", e.output());
-    assert_eq!(org_lines(&m, TOKEN_ACTIVE, "acme").len(), 150);
+    assert_eq!(org_count(&m, TOKEN_ACTIVE, "acme"), 150);
     let at = sim.sim.org_request_offsets(ORG);
     assert_eq!(at.len(), 4, "page 2 is asked again, once: {at:?}");
     let gap = at[2] - at[1];
     assert!(gap >= Duration::from_millis(1900), "retried after {gap:?}");
     assert!(gap < Duration::from_secs(5), "retried after {gap:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_negative_or_garbage_retry_after_waits_the_one_second_minimum() {
+    // Where the 1 s minimum shows: the inventory asks for a rate-limited page again after
+    // Retry-After, else after X-RateLimit-Reset (the simulator's is the end of its 60 s
+    // budget window). A value that cannot be used still asked us to back off.
+    let sim = org_simulator(150, &[]).await;
+    sim.sim
+        .add_org_tokens("org-2", (0..150).map(org_token).collect());
+    sim.sim.rate_limit_org_request(ORG, 2, Some("-5"));
+    sim.sim
+        .rate_limit_org_request("org-2", 2, Some("soon, maybe"));
+    let base = sim.base_url();
+    let e = Exporter::start(
+        &config(
+            &[],
+            &[
+                org("acme", ORG, &base, "K", "1h"),
+                org("beta", "org-2", &base, "K", "1h"),
+            ],
+        ),
+        &[("K", KEY)],
+    );
+    let m = e
+        .wait_for(Duration::from_secs(20), "both inventories", |m| {
+            success(m, "acme").is_some() && success(m, "beta").is_some()
+        })
+        .await;
+    for (name, org_id, value) in [("acme", ORG, "-5"), ("beta", "org-2", "soon, maybe")] {
+        assert_eq!(success(&m, name), Some(1.0), "{name}: {}", e.output());
+        let at = sim.sim.org_request_offsets(org_id);
+        assert_eq!(at.len(), 4, "{name}: page 2 is asked again, once: {at:?}");
+        let gap = at[2] - at[1];
+        assert!(
+            gap >= Duration::from_millis(950) && gap < Duration::from_secs(3),
+            "{name}: Retry-After {value:?} retried after {gap:?}, not the 1 s minimum"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -238,7 +264,7 @@ async fn an_exhausted_rate_limit_budget_pauses_before_the_next_page() {
     sim.sim.set_org_rate_limit(ORG, 2, Duration::from_secs(3));
     let started = Instant::now();
     let e = Exporter::start(
-        &config(&[], &[org_yaml("acme", ORG, &sim.base_url(), "K", "1h")]),
+        &config(&[], &[org("acme", ORG, &sim.base_url(), "K", "1h")]),
         &[("K", KEY)],
     );
     let m = e
@@ -247,7 +273,7 @@ async fn an_exhausted_rate_limit_budget_pauses_before_the_next_page() {
         })
         .await;
     assert_eq!(success(&m, "acme"), Some(1.0), "{}", e.output());
-    assert_eq!(org_lines(&m, TOKEN_ACTIVE, "acme").len(), 250);
+    assert_eq!(org_count(&m, TOKEN_ACTIVE, "acme"), 250);
     assert_eq!(sim.sim.org_throttled(ORG), 0, "a 429 was provoked");
     assert_eq!(sim.sim.org_requests(ORG), 4);
     assert!(started.elapsed() >= Duration::from_secs(2));
@@ -257,7 +283,7 @@ async fn an_exhausted_rate_limit_budget_pauses_before_the_next_page() {
 async fn a_failing_page_keeps_the_last_complete_inventory() {
     let sim = org_simulator(250, &[]).await;
     let e = Exporter::start(
-        &config(&[], &[org_yaml("acme", ORG, &sim.base_url(), "K", "1s")]),
+        &config(&[], &[org("acme", ORG, &sim.base_url(), "K", "1s")]),
         &[("K", KEY)],
     );
     e.wait_for(Duration::from_secs(15), "inventory", |m| {
@@ -274,16 +300,15 @@ async fn a_failing_page_keeps_the_last_complete_inventory() {
         })
         .await;
     let requests = sim.sim.org_requests(ORG);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(
-        sim.sim.org_requests(ORG) > requests,
-        "retries on the interval"
-    );
-    let m2 = e.metrics().await;
+    eventually(Duration::from_secs(10), "retries on the interval", || {
+        sim.sim.org_requests(ORG) > requests
+    })
+    .await;
+    let m2 = e.scrape().await;
     for m in [&m, &m2] {
         assert_eq!(success(m, "acme"), Some(0.0));
-        assert_eq!(org_lines(m, TOKEN_ACTIVE, "acme").len(), 250);
-        assert_eq!(org_lines(m, KEY_EXPIRY, "acme").len(), 2);
+        assert_eq!(org_count(m, TOKEN_ACTIVE, "acme"), 250);
+        assert_eq!(org_count(m, KEY_EXPIRY, "acme"), 2);
         assert!(org_value(m, TOKEN_EXPIRY, "acme", &[("token_id", "tok-001")]).is_some());
     }
     assert!(e.output().contains("organization inventory failed"));
@@ -294,20 +319,20 @@ async fn a_failing_page_keeps_the_last_complete_inventory() {
 async fn a_token_missing_from_a_complete_listing_disappears() {
     let sim = org_simulator(120, &[]).await;
     let e = Exporter::start(
-        &config(&[], &[org_yaml("acme", ORG, &sim.base_url(), "K", "1s")]),
+        &config(&[], &[org("acme", ORG, &sim.base_url(), "K", "1s")]),
         &[("K", KEY)],
     );
     e.wait_for(Duration::from_secs(15), "inventory", |m| {
-        org_lines(m, TOKEN_ACTIVE, "acme").len() == 120
+        org_count(m, TOKEN_ACTIVE, "acme") == 120
     })
     .await;
     assert!(sim.sim.remove_org_token(ORG, "tok-105"));
     let m = e
         .wait_for(Duration::from_secs(15), "tok-105 gone", |m| {
-            org_lines(m, TOKEN_ACTIVE, "acme").len() == 119
+            org_count(m, TOKEN_ACTIVE, "acme") == 119
         })
         .await;
-    assert!(!m.0.contains("tok-105"));
+    assert!(!m.text().contains("tok-105"));
     assert_eq!(success(&m, "acme"), Some(1.0));
 }
 
@@ -332,21 +357,17 @@ async fn configured_tokens_take_their_expiry_from_the_inventory() {
     let tokens = |extra_label: &str| {
         vec![
             // Config says 2030-01-01; the inventory (tok-005: 6 days) wins.
-            format!(
-                "{}    expires_at: 2030-01-01\n    org_token_id: tok-005\n    labels: {{team: a{extra_label}}}\n",
-                token_yaml("by-id", "jira", &base, EMAIL, "S_ID")
-            ),
-            format!(
-                "{}    expected_account_id: acc-solo\n",
-                token_yaml("by-account", "jira", &base, EMAIL, "S_SOLO")
-            ),
-            format!(
-                "{}    expected_account_id: acc-3\n    expires_at: 2031-01-01\n",
-                token_yaml("ambiguous", "jira", &base, EMAIL, "S_DUO")
-            ),
+            jira("by-id", &base, "S_ID")
+                .expires_at("2030-01-01")
+                .org_token_id("tok-005")
+                .label("team", &format!("a{extra_label}")),
+            jira("by-account", &base, "S_SOLO").expected_account_id("acc-solo"),
+            jira("ambiguous", &base, "S_DUO")
+                .expected_account_id("acc-3")
+                .expires_at("2031-01-01"),
         ]
     };
-    let orgs = [org_yaml("acme", ORG, &base, "K", "1s")];
+    let orgs = [org("acme", ORG, &base, "K", "1s")];
     let env = [
         ("K", KEY),
         ("S_ID", "ATATT3xBYID"),
@@ -355,38 +376,49 @@ async fn configured_tokens_take_their_expiry_from_the_inventory() {
     ];
     let e = Exporter::start(&config(&tokens(""), &orgs), &env);
     let info = |m: &Metrics, token: &str, source: &str| {
-        m.get("apitoken_info", token, &[("expiry_source", source)])
-            .is_some()
+        m.value(
+            "apitoken_info",
+            &[("token", token), ("expiry_source", source)],
+        )
+        .is_some()
     };
     let m = e
         .wait_for(Duration::from_secs(15), "linked", |m| {
             info(m, "by-id", "org_inventory") && info(m, "by-account", "org_inventory")
         })
         .await;
-    let days = |m: &Metrics, t: &str| m.get("apitoken_days_until_expiry", t, &[]).unwrap();
+    let days = |m: &Metrics, t: &str| {
+        m.value("apitoken_days_until_expiry", &[("token", t)])
+            .unwrap()
+    };
     assert!(
         (days(&m, "by-id") - 6.0).abs() < 0.01,
         "{}",
         days(&m, "by-id")
     );
     let expiry = m
-        .get("apitoken_expiry_timestamp_seconds", "by-id", &[])
+        .value("apitoken_expiry_timestamp_seconds", &[("token", "by-id")])
         .unwrap();
     assert!((expiry - (now() + 6 * DAY) as f64).abs() < 60.0);
     assert!((days(&m, "by-account") - 42.0).abs() < 0.01);
     // Not exactly one token for the account: not linked, the config's date stays.
     assert!(info(&m, "ambiguous", "config"));
     assert_eq!(
-        m.get("apitoken_expiry_timestamp_seconds", "ambiguous", &[]),
+        m.value(
+            "apitoken_expiry_timestamp_seconds",
+            &[("token", "ambiguous")]
+        ),
         Some(1_924_992_000.0)
     );
 
     // A reload that changes only labels keeps the link at once.
     e.write_config(&config(&tokens("2"), &orgs));
     reload(&e).await;
-    let m = e.metrics().await;
-    assert!(info(&m, "by-id", "org_inventory"), "{}", m.0);
-    assert!(m.get("apitoken_info", "by-id", &[("team", "a2")]).is_some());
+    let m = e.scrape().await;
+    assert!(info(&m, "by-id", "org_inventory"), "{}", m.text());
+    assert!(m
+        .value("apitoken_info", &[("token", "by-id"), ("team", "a2")])
+        .is_some());
 
     // The entry is deleted: the token falls back to its configured expiry.
     sim.sim.remove_org_token(ORG, "tok-005");
@@ -396,7 +428,7 @@ async fn configured_tokens_take_their_expiry_from_the_inventory() {
         })
         .await;
     assert_eq!(
-        m.get("apitoken_expiry_timestamp_seconds", "by-id", &[]),
+        m.value("apitoken_expiry_timestamp_seconds", &[("token", "by-id")]),
         Some(1_893_456_000.0)
     );
     assert_nothing_leaked(&e).await;
@@ -407,10 +439,10 @@ async fn the_admin_key_is_watched_by_an_implicit_token() {
     let sim = org_simulator(5, &[]).await;
     let base = sim.base_url();
     let orgs = [
-        org_yaml("acme", ORG, &base, "K", "1h"),
+        org("acme", ORG, &base, "K", "1h"),
         // A key the simulator does not know: its implicit token is rejected and the
         // inventory refused.
-        org_yaml("beta", "org-2", &base, "K_BAD", "1h"),
+        org("beta", "org-2", &base, "K_BAD", "1h"),
     ];
     let e = Exporter::start(
         &config(&[], &orgs),
@@ -418,23 +450,32 @@ async fn the_admin_key_is_watched_by_an_implicit_token() {
     );
     let m = e
         .wait_for(Duration::from_secs(15), "implicit tokens probed", |m| {
-            m.has("apitoken_valid", "acme-admin-key")
-                && m.has("apitoken_valid", "beta-admin-key")
+            m.has("apitoken_valid", &[("token", "acme-admin-key")])
+                && m.has("apitoken_valid", &[("token", "beta-admin-key")])
                 && success(m, "beta").is_some()
         })
         .await;
-    assert_eq!(m.get("apitoken_valid", "acme-admin-key", &[]), Some(1.0));
-    assert!(m
-        .line("apitoken_valid", "acme-admin-key")
-        .unwrap()
-        .contains("provider=\"atlassian_admin\""));
-    let info = m.line("apitoken_info", "acme-admin-key").unwrap();
-    assert!(info.contains(&format!("site=\"{base}\"")), "{info}");
-    assert!(info.contains("org=\"acme\""), "{info}");
-    assert_eq!(m.get("apitoken_valid", "beta-admin-key", &[]), Some(0.0));
+    assert_eq!(
+        m.value("apitoken_valid", &[("token", "acme-admin-key")]),
+        Some(1.0)
+    );
+    assert!(m.has(
+        "apitoken_valid",
+        &[("token", "acme-admin-key"), ("provider", "atlassian_admin")]
+    ));
+    let info = m
+        .samples("apitoken_info", &[("token", "acme-admin-key")])
+        .next()
+        .unwrap();
+    assert_eq!(info.label("site"), Some(base.as_str()), "{info:?}");
+    assert_eq!(info.label("org"), Some("acme"), "{info:?}");
+    assert_eq!(
+        m.value("apitoken_valid", &[("token", "beta-admin-key")]),
+        Some(0.0)
+    );
     assert_eq!(success(&m, "beta"), Some(0.0));
     // Implicit tokens are watched, not configured.
-    assert!(m.0.contains("apitoken_exporter_tokens 0\n"));
+    assert_eq!(m.value("apitoken_exporter_tokens", &[]), Some(0.0));
     assert!(e.output().contains("the admin API key was refused"));
     assert!(!e.output().contains("ATATT3xUNKNOWNKEY"));
     assert_nothing_leaked(&e).await;
@@ -445,30 +486,34 @@ async fn an_admin_token_with_org_token_id_takes_the_key_expiry() {
     let sim = org_simulator(5, &[]).await;
     let base = sim.base_url();
     // The configured admin token reads the org's key source: no implicit token.
-    let admin = format!(
-        "  - name: my-admin\n    provider: atlassian_admin\n    site: \"{base}\"\n    token_env: K\n    org_token_id: key-1\n    expires_at: 2030-01-01\n"
-    );
+    let admin = TokenSpec::admin("my-admin")
+        .site(&base)
+        .token_env("K")
+        .org_token_id("key-1")
+        .expires_at("2030-01-01");
     let e = Exporter::start(
-        &config(&[admin], &[org_yaml("acme", ORG, &base, "K", "1h")]),
+        &config(&[admin], &[org("acme", ORG, &base, "K", "1h")]),
         &[("K", KEY)],
     );
     let m = e
         .wait_for(Duration::from_secs(15), "linked admin key", |m| {
-            m.get(
+            m.value(
                 "apitoken_info",
-                "my-admin",
-                &[("expiry_source", "org_inventory")],
+                &[("token", "my-admin"), ("expiry_source", "org_inventory")],
             )
             .is_some()
-                && m.has("apitoken_valid", "my-admin")
+                && m.has("apitoken_valid", &[("token", "my-admin")])
         })
         .await;
     let days = m
-        .get("apitoken_days_until_expiry", "my-admin", &[])
+        .value("apitoken_days_until_expiry", &[("token", "my-admin")])
         .unwrap();
     assert!((days - 5.0).abs() < 0.01, "{days}");
-    assert_eq!(m.get("apitoken_valid", "my-admin", &[]), Some(1.0));
-    assert!(!m.0.contains("acme-admin-key"));
+    assert_eq!(
+        m.value("apitoken_valid", &[("token", "my-admin")]),
+        Some(1.0)
+    );
+    assert!(!m.mentions("token", "acme-admin-key"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -477,25 +522,26 @@ async fn reload_adds_keeps_and_removes_organizations() {
     sim.sim
         .add_org_tokens("org-2", (0..3).map(org_token).collect());
     let base = sim.base_url();
-    let token = [token_yaml("jira", "jira", &base, EMAIL, "S")];
-    let acme = org_yaml("acme", ORG, &base, "K", "1h");
-    let beta = org_yaml("beta", "org-2", &base, "K", "1h");
+    let token = [jira("jira", &base, "S")];
+    let acme = org("acme", ORG, &base, "K", "1h");
+    let beta = org("beta", "org-2", &base, "K", "1h");
     let e = Exporter::start(&config(&token, &[]), &[("K", KEY), ("S", "ATATT3xJIRAX")]);
     e.wait_for(Duration::from_secs(10), "jira probed", |m| {
-        m.has("apitoken_probe_success", "jira")
+        m.has("apitoken_probe_success", &[("token", "jira")])
     })
     .await;
-    assert!(!e.metrics().await.0.contains("apitoken_org_"));
+    assert!(!e.scrape().await.text().contains("apitoken_org_"));
 
     // Added: listed within a few seconds, and its key watched.
     e.write_config(&config(&token, std::slice::from_ref(&acme)));
     reload(&e).await;
     let m = e
         .wait_for(Duration::from_secs(15), "acme listed", |m| {
-            success(m, "acme") == Some(1.0) && m.has("apitoken_valid", "acme-admin-key")
+            success(m, "acme") == Some(1.0)
+                && m.has("apitoken_valid", &[("token", "acme-admin-key")])
         })
         .await;
-    assert_eq!(org_lines(&m, TOKEN_ACTIVE, "acme").len(), 30);
+    assert_eq!(org_count(&m, TOKEN_ACTIVE, "acme"), 30);
     let acme_requests = sim.sim.org_requests(ORG);
     let acme_last = org_value(
         &m,
@@ -507,18 +553,14 @@ async fn reload_adds_keeps_and_removes_organizations() {
     // Another one added: the unchanged one keeps its inventory and is not listed again.
     e.write_config(&config(&token, &[acme.clone(), beta.clone()]));
     reload(&e).await;
-    let m = e.metrics().await;
-    assert_eq!(
-        org_lines(&m, TOKEN_ACTIVE, "acme").len(),
-        30,
-        "acme was reset"
-    );
+    let m = e.scrape().await;
+    assert_eq!(org_count(&m, TOKEN_ACTIVE, "acme"), 30, "acme was reset");
     let m = e
         .wait_for(Duration::from_secs(15), "beta listed", |m| {
             success(m, "beta") == Some(1.0)
         })
         .await;
-    assert_eq!(org_lines(&m, TOKEN_ACTIVE, "beta").len(), 3);
+    assert_eq!(org_count(&m, TOKEN_ACTIVE, "beta"), 3);
     assert_eq!(
         sim.sim.org_requests(ORG),
         acme_requests,
@@ -537,10 +579,10 @@ async fn reload_adds_keeps_and_removes_organizations() {
     // Removed: its series and its implicit token disappear at once.
     e.write_config(&config(&token, &[beta]));
     reload(&e).await;
-    let m = e.metrics().await;
-    assert!(!m.0.contains("org=\"acme\""), "{}", m.0);
-    assert!(!m.0.contains("acme-admin-key"));
-    assert!(m.0.contains("token=\"beta-admin-key\""));
+    let m = e.scrape().await;
+    assert!(!m.mentions("org", "acme"), "{}", m.text());
+    assert!(!m.mentions("token", "acme-admin-key"));
+    assert!(m.mentions("token", "beta-admin-key"));
     assert_eq!(success(&m, "beta"), Some(1.0));
     assert_nothing_leaked(&e).await;
 }
@@ -552,14 +594,8 @@ async fn a_token_named_like_the_implicit_admin_token_is_refused() {
         dir.path(),
         "c.yaml",
         &config(
-            &[token_yaml(
-                "acme-admin-key",
-                "jira",
-                "https://x.example",
-                EMAIL,
-                "K",
-            )],
-            &[org_yaml("acme", ORG, "https://api.example", "K", "1h")],
+            &[jira("acme-admin-key", "https://x.example", "K")],
+            &[org("acme", ORG, "https://api.example", "K", "1h")],
         ),
     );
     let (code, _, err) = run_cli(
@@ -583,8 +619,8 @@ async fn check_probes_configured_tokens_only() {
         dir.path(),
         "c.yaml",
         &config(
-            &[token_yaml("jira", "jira", &base, EMAIL, "S")],
-            &[org_yaml("acme", ORG, &base, "K", "1s")],
+            &[jira("jira", &base, "S")],
+            &[org("acme", ORG, &base, "K", "1s")],
         ),
     );
     let args = [

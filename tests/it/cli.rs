@@ -1,15 +1,12 @@
 //! Command-line behaviour: start-up config errors, `--config.check`, `check`, reload,
-//! SIGHUP and graceful shutdown.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! SIGHUP and graceful shutdown with a probe in flight.
 
-mod common;
-
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use apitoken_sim::Behaviour;
-use common::*;
 
-const EMAIL: &str = "svc@acme.example";
+use crate::harness::faults::{Fault, FaultServer, FAULT_EMAIL};
+use crate::harness::*;
 
 #[test]
 fn broken_config_at_start_up_exits_1_naming_the_problem() {
@@ -140,24 +137,19 @@ async fn check_probes_once_and_sets_the_exit_code() {
     ])
     .await;
     let dir = tempfile::tempdir().unwrap();
+    let good = jira("good", &sim.base_url(), "G");
     let all_valid = write(
         dir.path(),
         "valid.yaml",
-        &config_yaml(
-            "",
-            &[token_yaml("good", "jira", &sim.base_url(), EMAIL, "G")],
-        ),
+        &ConfigBuilder::new().token(good.clone()).yaml(),
     );
     let mixed = write(
         dir.path(),
         "mixed.yaml",
-        &config_yaml(
-            "",
-            &[
-                token_yaml("good", "jira", &sim.base_url(), EMAIL, "G"),
-                token_yaml("dead", "jira", &sim.base_url(), EMAIL, "D"),
-            ],
-        ),
+        &ConfigBuilder::new()
+            .token(good)
+            .token(jira("dead", &sim.base_url(), "D"))
+            .yaml(),
     );
     let env = [("G", "ATATT3xCHECKgood"), ("D", "ATATT3xCHECKdead")];
     let bin_args = |p: &std::path::Path, json: bool| {
@@ -214,165 +206,141 @@ async fn check_probes_once_and_sets_the_exit_code() {
 async fn reload_applies_good_configs_and_refuses_broken_ones() {
     let sim = simulator(&[("ATATT3xRELOAD", cred("acc", EMAIL, Behaviour::Valid))]).await;
     let base = sim.base_url();
-    let one = config_yaml(
-        "  probe_interval: 1s\n",
-        &[token_yaml("keep", "jira", &base, EMAIL, "S")],
+    let keep = jira("keep", &base, "S");
+    let added = TokenSpec::confluence("added")
+        .site(&base)
+        .email(EMAIL)
+        .token_env("S");
+    let config = ConfigBuilder::new().global("probe_interval", "1s");
+    let e = Exporter::start(
+        &config.clone().token(keep.clone()).yaml(),
+        &[("S", "ATATT3xRELOAD")],
     );
-    let e = Exporter::start(&one, &[("S", "ATATT3xRELOAD")]);
     e.wait_for(Duration::from_secs(10), "keep valid", |m| {
-        m.get("apitoken_valid", "keep", &[]) == Some(1.0)
+        m.value("apitoken_valid", &[("token", "keep")]) == Some(1.0)
     })
     .await;
-    let client = reqwest::Client::new();
 
     // GET is not allowed.
-    let r = client
-        .get(format!("{}/-/reload", e.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(e.get("/-/reload").await.0, 405);
 
     // Broken config: 500 with the error text, old config keeps running.
     e.write_config("tokens:\n  - name: keep\n    provider: jira\n    bogus: 1\n");
-    let r = client
-        .post(format!("{}/-/reload", e.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 500);
-    let body = r.text().await.unwrap();
+    let (status, body) = e.reload().await;
+    assert_eq!(status, 500);
     assert!(body.contains("unknown field `bogus`"), "{body}");
-    let m = e.metrics().await;
-    assert_eq!(m.get("apitoken_valid", "keep", &[]), Some(1.0));
-    assert!(m
-        .0
-        .contains("apitoken_exporter_config_last_reload_successful 0"));
+    let m = e.scrape().await;
+    assert_eq!(m.value("apitoken_valid", &[("token", "keep")]), Some(1.0));
+    assert_eq!(
+        m.value("apitoken_exporter_config_last_reload_successful", &[]),
+        Some(0.0)
+    );
     assert!(e.output().contains("configuration reload failed"));
 
     // Good config: a new token appears promptly, the kept one keeps its counters.
     let before = m.probes("keep", "valid");
-    let two = config_yaml(
-        "  probe_interval: 1s\n",
-        &[
-            token_yaml("keep", "jira", &base, EMAIL, "S"),
-            token_yaml("added", "confluence", &base, EMAIL, "S"),
-        ],
-    );
-    e.write_config(&two);
-    let r = client
-        .post(format!("{}/-/reload", e.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    e.write_config(&config.clone().token(keep).token(added.clone()).yaml());
+    assert_eq!(e.reload().await.0, 200);
     let m = e
         .wait_for(Duration::from_secs(10), "added valid", |m| {
-            m.get("apitoken_valid", "added", &[]) == Some(1.0)
+            m.value("apitoken_valid", &[("token", "added")]) == Some(1.0)
         })
         .await;
     assert!(
         m.probes("keep", "valid") >= before,
         "kept token lost its state"
     );
-    assert!(m
-        .0
-        .contains("apitoken_exporter_config_last_reload_successful 1"));
-    assert!(m.0.contains("apitoken_exporter_tokens 2"));
+    assert_eq!(
+        m.value("apitoken_exporter_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
+    assert_eq!(m.value("apitoken_exporter_tokens", &[]), Some(2.0));
 
     // SIGHUP reload removing a token: its series disappear.
-    e.write_config(&config_yaml(
-        "  probe_interval: 1s\n",
-        &[token_yaml("added", "confluence", &base, EMAIL, "S")],
-    ));
+    e.write_config(&config.token(added).yaml());
     e.signal("HUP");
     let m = e
         .wait_for(Duration::from_secs(10), "keep removed", |m| {
-            !m.0.contains("token=\"keep\"")
+            !m.mentions("token", "keep")
         })
         .await;
-    assert!(m.0.contains("apitoken_exporter_tokens 1"));
+    assert_eq!(m.value("apitoken_exporter_tokens", &[]), Some(1.0));
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn sigterm_shuts_down_gracefully_with_exit_0() {
-    let sim = simulator(&[(
-        "ATATT3xTERM",
-        cred(
-            "acc",
-            EMAIL,
-            Behaviour::Slow {
-                delay: Duration::from_secs(30),
-            },
-        ),
-    )])
-    .await;
-    let mut e = Exporter::start(
-        &config_yaml(
-            "  probe_interval: 1s\n  probe_timeout: 60s\n",
-            &[token_yaml("t", "jira", &sim.base_url(), EMAIL, "S")],
-        ),
+async fn sigterm_cancels_an_in_flight_probe_and_exits_0_within_5_s() {
+    // An upstream that reads the probe's request and never answers; the probe would wait
+    // for its 60 s timeout.
+    let upstream = FaultServer::start(0, Fault::Silence).await;
+    let e = Exporter::start(
+        &ConfigBuilder::new()
+            .global("probe_interval", "1s")
+            .global("probe_timeout", "60s")
+            .token(
+                TokenSpec::jira("t")
+                    .site(&upstream.http_url())
+                    .email(FAULT_EMAIL)
+                    .token_env("S"),
+            )
+            .yaml(),
         &[("S", "ATATT3xTERM")],
     );
-    // Let a probe get stuck in flight, then ask the process to stop.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    e.signal("TERM");
-    let status = tokio::task::spawn_blocking(move || {
-        let s = e.wait_exit(Duration::from_secs(10));
-        (s, e.output())
-    })
-    .await
-    .unwrap();
-    let (s, output) = status;
-    let s = s.expect("exporter did not exit within 10 s of SIGTERM");
-    assert!(s.success(), "exit status {s:?}\n{output}");
-    assert!(output.contains("shutting down"), "{output}");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn endpoints_and_unknown_paths() {
-    let e = Exporter::start(&config_yaml("", &[]), &[]);
-    assert_eq!(e.get("/-/healthy").await.0, 200);
-    assert_eq!(e.get("/-/ready").await.0, 200);
-    assert_eq!(e.get("/nope").await.0, 404);
-    let (status, page) = e.get("/").await;
-    assert_eq!(status, 200);
-    assert!(page.contains("href=\"/metrics\""));
-    // gzip as Prometheus asks for it
-    let r = reqwest::Client::builder()
-        .no_gzip()
-        .build()
-        .unwrap()
-        .get(format!("{}/metrics", e.base))
-        .header("Accept-Encoding", "gzip")
-        .send()
+    // Provably in flight: its request has arrived, its connection is open, it has no
+    // result.
+    eventually(
+        Duration::from_secs(10),
+        "the probe's request upstream",
+        || upstream.request_count() == 1,
+    )
+    .await;
+    assert!(upstream.closed_at().is_empty());
+    e.scrape()
         .await
-        .unwrap();
-    assert_eq!(r.headers()["content-encoding"], "gzip");
-    let bytes = r.bytes().await.unwrap();
-    assert_eq!(&bytes[..2], &[0x1f, 0x8b]);
+        .assert_absent("apitoken_last_probe_timestamp_seconds", &[("token", "t")]);
+
+    let asked = Instant::now();
+    let (status, output) = e.terminate(Duration::from_secs(5)).await;
+    let status = status.expect("the exporter did not exit within 5 s of SIGTERM");
+    assert!(status.success(), "exit status {status:?}\n{output}");
+    assert!(output.contains("shutting down"), "{output}");
+    // Cancelled, not finished: the upstream saw the connection go, and no probe result
+    // was logged.
+    eventually(
+        Duration::from_secs(2),
+        "the probe's connection closed",
+        || !upstream.closed_at().is_empty(),
+    )
+    .await;
+    let closed = upstream.closed_at()[0].duration_since(asked);
+    assert!(
+        closed < Duration::from_secs(5),
+        "closed {closed:?} after SIGTERM"
+    );
+    assert_eq!(upstream.request_count(), 1);
+    assert!(
+        !output.contains("probe failing"),
+        "the in-flight probe finished instead of being cancelled:\n{output}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn auto_reload_picks_up_a_changed_file_and_tries_a_broken_one_once() {
     let sim = simulator(&[("ATATT3xAUTO", cred("acc", EMAIL, Behaviour::Valid))]).await;
     let base = sim.base_url();
+    let config = ConfigBuilder::new().global("probe_interval", "1s");
     let e = Exporter::start_with_args(
-        &config_yaml("  probe_interval: 1s\n", &[]),
+        &config.yaml(),
         &[("S", "ATATT3xAUTO")],
         &["--config.auto-reload-interval=1s"],
     );
-    e.write_config(&config_yaml(
-        "  probe_interval: 1s\n",
-        &[token_yaml("late", "jira", &base, EMAIL, "S")],
-    ));
+    e.write_config(&config.token(jira("late", &base, "S")).yaml());
     e.wait_for(Duration::from_secs(15), "late token valid", |m| {
-        m.get("apitoken_valid", "late", &[]) == Some(1.0)
+        m.value("apitoken_valid", &[("token", "late")]) == Some(1.0)
     })
     .await;
     e.write_config("global: {probe_interval: never}\n");
     e.wait_for(Duration::from_secs(10), "reload failure", |m| {
-        m.0.contains("apitoken_exporter_config_last_reload_successful 0")
+        m.value("apitoken_exporter_config_last_reload_successful", &[]) == Some(0.0)
     })
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -384,7 +352,9 @@ async fn auto_reload_picks_up_a_changed_file_and_tries_a_broken_one_once() {
     );
     // The running config stays.
     assert_eq!(
-        e.metrics().await.get("apitoken_valid", "late", &[]),
+        e.scrape()
+            .await
+            .value("apitoken_valid", &[("token", "late")]),
         Some(1.0)
     );
 }
@@ -393,25 +363,20 @@ async fn auto_reload_picks_up_a_changed_file_and_tries_a_broken_one_once() {
 async fn json_log_format_writes_one_json_object_per_line() {
     let sim = simulator(&[("ATATT3xJSONLOG", cred("acc", EMAIL, Behaviour::Dead))]).await;
     let e = Exporter::start_with_args(
-        &config_yaml(
-            "  probe_interval: 1s\n",
-            &[token_yaml(
-                "t",
-                "jira",
-                &format!("{}/closed", sim.base_url()),
-                EMAIL,
-                "S",
-            )],
-        ),
+        &ConfigBuilder::new()
+            .global("probe_interval", "1s")
+            .token(jira("t", &format!("{}/closed", sim.base_url()), "S"))
+            .yaml(),
         &[("S", "ATATT3xJSONLOG")],
         &["--log.format=json"],
     );
     e.wait_for(Duration::from_secs(10), "rejected", |m| {
-        m.get("apitoken_valid", "t", &[]) == Some(0.0)
+        m.value("apitoken_valid", &[("token", "t")]) == Some(0.0)
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let out = e.output();
+    let out = e
+        .wait_for_output(Duration::from_secs(10), "\"token is not valid\"")
+        .await;
     let lines: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|err| panic!("not JSON: {l}: {err}")))

@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_apitoken_exporter");
+use crate::harness::BIN;
+
 const IMAGE_BINARY: &str = "/usr/local/bin/apitoken_exporter";
 const IMAGE_CONFIG: &str = "/etc/apitoken-exporter/config.yaml";
 const PORT: &str = "9877";
@@ -215,6 +216,93 @@ fn parse_json_string_array(text: &str) -> Result<Vec<String>, String> {
         }
     }
     Ok(items)
+}
+
+/// The simple commands a RUN instruction runs: its exec form (`["apk", "add", "x"]`) is
+/// one command; its shell form (after BuildKit's `--mount=…`-style flags) is split into
+/// words as a POSIX shell would (quotes, backslashes) and into commands at `&&`, `||`,
+/// `;` and `|`. Redirections and expansions are not interpreted.
+fn run_commands(args: &str) -> Vec<Vec<String>> {
+    if let Ok(exec) = parse_json_string_array(args) {
+        return vec![exec];
+    }
+    let mut rest = args.trim_start();
+    while let Some(flag) = rest.strip_prefix("--") {
+        rest = flag
+            .split_once(char::is_whitespace)
+            .map_or("", |(_, r)| r)
+            .trim_start();
+    }
+    let mut commands = vec![Vec::new()];
+    let mut word: Option<String> = None;
+    let mut chars = rest.chars().peekable();
+    let end_word = |word: &mut Option<String>, commands: &mut Vec<Vec<String>>| {
+        if let Some(w) = word.take() {
+            commands.last_mut().unwrap().push(w);
+        }
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                let w = word.get_or_insert_with(String::new);
+                for c in chars.by_ref() {
+                    if c == '\'' {
+                        break;
+                    }
+                    w.push(c);
+                }
+            }
+            '"' => {
+                let w = word.get_or_insert_with(String::new);
+                while let Some(c) = chars.next() {
+                    match c {
+                        '"' => break,
+                        '\\' => w.extend(chars.next()),
+                        c => w.push(c),
+                    }
+                }
+            }
+            '\\' => word.get_or_insert_with(String::new).extend(chars.next()),
+            ';' | '&' | '|' => {
+                end_word(&mut word, &mut commands);
+                chars.next_if(|n| *n == c);
+                if !commands.last().unwrap().is_empty() {
+                    commands.push(Vec::new());
+                }
+            }
+            c if c.is_whitespace() => end_word(&mut word, &mut commands),
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    end_word(&mut word, &mut commands);
+    commands.retain(|c| !c.is_empty());
+    commands
+}
+
+/// Whether a command installs `package` with a distribution's package manager.
+fn installs_package(cmd: &[String], package: &str) -> bool {
+    let words: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let packages = match words.as_slice() {
+        ["apt-get" | "apt" | "dnf" | "yum" | "microdnf", rest @ ..] => rest
+            .iter()
+            .position(|w| *w == "install")
+            .map(|at| &rest[at + 1..]),
+        ["apk", rest @ ..] => rest
+            .iter()
+            .position(|w| *w == "add")
+            .map(|at| &rest[at + 1..]),
+        _ => None,
+    };
+    packages.is_some_and(|p| p.iter().any(|w| !w.starts_with('-') && *w == package))
+}
+
+/// Whether a command copies, moves, links or installs a file to `path` (its last word).
+fn places_file(cmd: &[String], path: &str) -> bool {
+    matches!(
+        cmd.first().map(String::as_str),
+        Some("cp" | "mv" | "ln" | "install")
+    ) && cmd.len() >= 3
+        && cmd.last().map(String::as_str) == Some(path)
 }
 
 /// `--name` of every `--name` / `--name=value` argument.
@@ -425,7 +513,9 @@ fn healthcheck_probes_healthy_endpoint_with_a_tool_the_image_has() {
     let installed = df
         .runtime_stage()
         .iter()
-        .any(|i| i.keyword == "RUN" && i.args.contains(basename));
+        .filter(|i| i.keyword == "RUN")
+        .flat_map(|i| run_commands(&i.args))
+        .any(|cmd| installs_package(&cmd, basename) || places_file(&cmd, exe));
     assert!(
         copied || installed,
         "Dockerfile: HEALTHCHECK runs `{exe}`, which the runtime stage neither copies in nor installs"
@@ -595,5 +685,39 @@ fn parsers_understand_the_dockerfile_forms_used_above() {
     assert_eq!(
         workspace_members("[workspace]\n# c\nmembers = [\".\", \"sim\"]\n"),
         vec![".", "sim"]
+    );
+    // RUN instructions, as the health check's "installed" test reads them.
+    let installs = |run: &str, tool: &str| {
+        run_commands(run)
+            .iter()
+            .any(|cmd| installs_package(cmd, tool) || places_file(cmd, "/usr/bin/wget"))
+    };
+    let wget = |run: &str| installs(run, "wget");
+    assert!(wget(
+        "apt-get update && apt-get install -y --no-install-recommends wget"
+    ));
+    assert!(wget(
+        "--mount=type=cache,target=/var/cache/apk apk add --no-cache curl wget"
+    ));
+    assert!(wget("[\"apk\", \"add\", \"wget\"]"));
+    assert!(wget("cp /opt/busybox /usr/bin/wget"));
+    assert!(wget("set -e; microdnf install -y wget | tee log"));
+    assert!(!wget("echo wget"), "a word on a RUN line is not an install");
+    assert!(
+        !wget("echo \"apk add wget\""),
+        "a quoted string is one word"
+    );
+    assert!(!wget("apt-get install -y wget2"));
+    assert!(!wget("apt-get remove wget"));
+    assert!(!wget("rm /usr/bin/wget"));
+    assert_eq!(
+        run_commands("a 'b c' \"d \\\"e\" f\\ g&&h||i;j|k"),
+        vec![
+            vec!["a", "b c", "d \"e", "f g"],
+            vec!["h"],
+            vec!["i"],
+            vec!["j"],
+            vec!["k"]
+        ]
     );
 }

@@ -4,7 +4,6 @@
 //! Jira `/myself`, then applies its [`Fault`], so a test can prove that a conclusive state
 //! survives the fault. Every connection is closed after one answer (`Connection: close`),
 //! so each probe opens a fresh connection and sees the current behaviour.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -31,8 +30,9 @@ pub enum Fault {
     /// A status line, headers declaring a 1000-byte body and 10 bytes of it, then a TCP
     /// reset (SO_LINGER 0).
     ResetMidResponse,
-    /// Reads the request and never answers (the connection stays open until the server
-    /// is dropped or 60 s pass).
+    /// Reads the request and never answers: the connection stays open until the client
+    /// closes it (noted, see [`FaultServer::closed_at`]), the server is dropped or 60 s
+    /// pass.
     Silence,
     /// A 200 whose declared body arrives one byte per `every`.
     Trickle { every: Duration },
@@ -60,6 +60,7 @@ pub struct SeenRequest {
 pub struct FaultServer {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<SeenRequest>>>,
+    closed: Arc<Mutex<Vec<Instant>>>,
     task: JoinHandle<()>,
 }
 
@@ -103,8 +104,20 @@ impl FaultServer {
         let listener = TcpListener::bind(bind).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn(accept_loop(listener, valid_first, fault, seen.clone()));
-        FaultServer { addr, seen, task }
+        let closed = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            valid_first,
+            fault,
+            seen.clone(),
+            closed.clone(),
+        ));
+        FaultServer {
+            addr,
+            seen,
+            closed,
+            task,
+        }
     }
 
     /// A TLS server with a freshly generated self-signed certificate (no client trusts
@@ -146,7 +159,12 @@ impl FaultServer {
                 });
             }
         });
-        FaultServer { addr, seen, task }
+        FaultServer {
+            addr,
+            seen,
+            closed: Arc::default(),
+            task,
+        }
     }
 
     pub fn http_url(&self) -> String {
@@ -164,6 +182,11 @@ impl FaultServer {
     pub fn request_count(&self) -> usize {
         self.seen.lock().unwrap().len()
     }
+
+    /// When clients closed the connections a [`Fault::Silence`] held open.
+    pub fn closed_at(&self) -> Vec<Instant> {
+        self.closed.lock().unwrap().clone()
+    }
 }
 
 async fn accept_loop(
@@ -171,6 +194,7 @@ async fn accept_loop(
     valid_first: usize,
     fault: Fault,
     seen: Arc<Mutex<Vec<SeenRequest>>>,
+    closed: Arc<Mutex<Vec<Instant>>>,
 ) {
     let redirect_self = format!(
         "http://{}/rest/api/3/myself",
@@ -184,7 +208,8 @@ async fn accept_loop(
         let Ok((mut stream, _)) = listener.accept().await else {
             return;
         };
-        let (fault, seen, redirect_self) = (fault.clone(), seen.clone(), redirect_self.clone());
+        let (fault, seen, closed) = (fault.clone(), seen.clone(), closed.clone());
+        let redirect_self = redirect_self.clone();
         tokio::spawn(async move {
             let Some(req) = read_head(&mut stream).await else {
                 return;
@@ -207,12 +232,17 @@ async fn accept_loop(
                 let _ = stream.shutdown().await;
                 return;
             }
-            answer_with_fault(stream, &fault, &redirect_self).await;
+            answer_with_fault(stream, &fault, &redirect_self, &closed).await;
         });
     }
 }
 
-async fn answer_with_fault(mut stream: TcpStream, fault: &Fault, redirect_self: &str) {
+async fn answer_with_fault(
+    mut stream: TcpStream,
+    fault: &Fault,
+    redirect_self: &str,
+    closed: &Mutex<Vec<Instant>>,
+) {
     match fault {
         Fault::Refuse => {}
         Fault::ResetMidResponse => {
@@ -225,7 +255,19 @@ async fn answer_with_fault(mut stream: TcpStream, fault: &Fault, redirect_self: 
             let _ = stream.set_zero_linger();
         }
         Fault::Silence => {
-            tokio::time::sleep(Duration::from_secs(60)).await;
+            let mut buf = [0u8; 1024];
+            let client_closed = tokio::time::timeout(Duration::from_secs(60), async {
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                }
+            })
+            .await;
+            if client_closed.is_ok() {
+                closed.lock().unwrap().push(Instant::now());
+            }
         }
         Fault::Trickle { every } => {
             let body = valid_response();
