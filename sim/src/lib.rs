@@ -12,7 +12,8 @@
 //! * `atlassian::confluence`: `/user/current` answers `{"type":"anonymous"}` on open sites.
 //! * `atlassian::bitbucket`, `atlassian::admin`: no anonymous fallback.
 //! * `atlassian::inventory`: the Admin API's organization inventory (pagination, rate
-//!   limits, the owners' personal data).
+//!   limits, the owners' personal data, keys without the 2026 API-keys scope, entries that
+//!   turn `BLOCKED` or vanish, and organizations of any size generated on the fly).
 //! * `faults`: what a [`Behaviour`] other than `Valid`/`Dead` forces on every request
 //!   (429, 5xx, non-JSON, huge body, redirect, slow, no account id).
 //! * `auth`: how `Authorization` headers are read and a login is decided.
@@ -50,6 +51,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::atlassian::inventory::{self, SimOrg};
+pub use crate::atlassian::inventory::{generated_org_token, RevokeAs, GENERATED_DAY};
 use crate::auth::{parse_auth, AuthHeader};
 use crate::respond::{base_url_from, json_response, not_found};
 
@@ -145,6 +147,12 @@ struct Inner {
     closed_sites: Mutex<HashSet<String>>,
     counters: Mutex<Counters>,
     orgs: Mutex<HashMap<String, SimOrg>>,
+    /// Credentials that behave as [`Behaviour::Dead`] from this instant on (a revoked
+    /// token that kept working for a while, see [`Simulator::dies_after`]).
+    dies_at: Mutex<HashMap<String, Instant>>,
+    /// Admin keys created before Atlassian's 2026 scope split: they may list API tokens
+    /// but get a 403 on API keys (see [`Simulator::legacy_admin_key`]).
+    legacy_keys: Mutex<HashSet<String>>,
 }
 
 /// The simulator state. Cheap to clone (an `Arc` inside); all clones share state.
@@ -247,6 +255,8 @@ impl Simulator {
                 closed_sites: Mutex::new(HashSet::new()),
                 counters: Mutex::new(Counters::default()),
                 orgs: Mutex::new(HashMap::new()),
+                dies_at: Mutex::new(HashMap::new()),
+                legacy_keys: Mutex::new(HashSet::new()),
             }),
         }
     }
@@ -254,6 +264,33 @@ impl Simulator {
     /// Registers (or replaces) a credential; `secret` is the API token or admin key.
     pub fn add_credential(&self, secret: &str, cred: Credential) {
         lock(&self.inner.credentials).insert(secret.to_string(), cred);
+    }
+
+    /// Changes how a registered credential behaves from now on; false if it is unknown.
+    pub fn set_behaviour(&self, secret: &str, behaviour: Behaviour) -> bool {
+        lock(&self.inner.dies_at).remove(secret);
+        lock(&self.inner.credentials)
+            .get_mut(secret)
+            .map(|c| c.behaviour = behaviour)
+            .is_some()
+    }
+
+    /// The credential keeps its behaviour for `after`, then behaves as [`Behaviour::Dead`]:
+    /// Atlassian's "a revoked token may keep working for 10–20 minutes".
+    pub fn dies_after(&self, secret: &str, after: Duration) {
+        lock(&self.inner.dies_at).insert(secret.to_string(), Instant::now() + after);
+    }
+
+    /// Marks an admin key as created before Atlassian's 2026 scope split (rolled out
+    /// January to March 2026): such a key kept only the "API tokens" scope
+    /// (`read:tokens:admin`), so it lists `…/api-tokens` but gets a 403 on `…/api-keys`
+    /// (which needs `read:keys:admin`).
+    pub fn legacy_admin_key(&self, secret: &str) {
+        lock(&self.inner.legacy_keys).insert(secret.to_string());
+    }
+
+    fn is_legacy_key(&self, secret: &str) -> bool {
+        lock(&self.inner.legacy_keys).contains(secret)
     }
 
     /// Turns anonymous access off for the site with that path prefix
@@ -324,7 +361,14 @@ impl Simulator {
     }
 
     fn lookup(&self, secret: &str) -> Option<Credential> {
-        lock(&self.inner.credentials).get(secret).cloned()
+        let mut cred = lock(&self.inner.credentials).get(secret).cloned()?;
+        if lock(&self.inner.dies_at)
+            .get(secret)
+            .is_some_and(|at| Instant::now() >= *at)
+        {
+            cred.behaviour = Behaviour::Dead;
+        }
+        Some(cred)
     }
 
     fn is_closed(&self, prefix: &str) -> bool {
@@ -438,8 +482,14 @@ async fn handle(State(sim): State<Simulator>, req: Request) -> Response {
     }
 
     if let Some((prefix, org_id, list)) = inventory::route(&path) {
-        let authorized = auth::admin_key_accepted(&auth, cred.as_ref());
-        return inventory::answer(&sim, prefix, org_id, list, query.as_deref(), authorized);
+        let key = if !auth::admin_key_accepted(&auth, cred.as_ref()) {
+            inventory::Key::Refused
+        } else if auth.secret().is_some_and(|s| sim.is_legacy_key(s)) {
+            inventory::Key::Legacy
+        } else {
+            inventory::Key::Accepted
+        };
+        return inventory::answer(&sim, prefix, org_id, list, query.as_deref(), key);
     }
     let Some((prefix, endpoint)) = routed else {
         return not_found();
