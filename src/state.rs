@@ -309,6 +309,7 @@ pub struct InventoryTransition {
 }
 
 /// An inventory entry a configured token links to.
+#[derive(Clone, Copy)]
 struct Found<'a> {
     id: &'a str,
     linked: Linked,
@@ -721,18 +722,7 @@ impl Inner {
                     false,
                 ),
                 LinkKey::Account(account) => match accounts.get(account.as_str()) {
-                    Some((1, org, f)) => (
-                        Some((
-                            *org,
-                            Found {
-                                id: f.id,
-                                linked: f.linked,
-                                status: f.status,
-                                completed_at: f.completed_at,
-                            },
-                        )),
-                        false,
-                    ),
+                    Some((1, org, f)) => (Some((*org, *f)), false),
                     Some(_) => (None, true),
                     None => (None, false),
                 },

@@ -275,6 +275,24 @@ impl Metrics {
     }
 }
 
+/// Starts the exporter on the organization alone and waits until both lists ran once.
+async fn start_and_list(
+    sim: &RunningSimulator,
+    interval: &str,
+    extra: &str,
+) -> (Exporter, Metrics) {
+    let e = Exporter::start(
+        &config(&[], &org_yaml(&sim.base_url(), interval, extra)),
+        &[("ADMIN", ADMIN_KEY)],
+    );
+    let m = e
+        .wait_for(Duration::from_secs(20), "both lists ran", |m| {
+            m.list_success("api_tokens").is_some() && m.list_success("api_keys").is_some()
+        })
+        .await;
+    (e, m)
+}
+
 const TOKEN_EXPIRY: &str = "apitoken_org_token_expiry_timestamp_seconds";
 const TOKEN_CREATED: &str = "apitoken_org_token_created_timestamp_seconds";
 const KEY_EXPIRY: &str = "apitoken_org_api_key_expiry_timestamp_seconds";
@@ -297,15 +315,7 @@ async fn a_403_on_api_keys_keeps_the_api_tokens_list_publishing() {
             .collect(),
     );
     sim.sim.add_org_api_keys(ORG, vec![api_key("k1")]);
-    let e = Exporter::start(
-        &config(&[], &org_yaml(&sim.base_url(), "1s", "")),
-        &[("ADMIN", ADMIN_KEY)],
-    );
-    let m = e
-        .wait_for(Duration::from_secs(20), "both lists ran", |m| {
-            m.list_success("api_tokens").is_some() && m.list_success("api_keys").is_some()
-        })
-        .await;
+    let (e, m) = start_and_list(&sim, "1s", "").await;
     assert_eq!(m.list_success("api_tokens"), Some(1.0), "{}", m.0);
     assert_eq!(m.list_success("api_keys"), Some(0.0));
     assert!(m
@@ -350,15 +360,7 @@ async fn max_pages_bounds_each_list_on_its_own() {
     );
     sim.sim
         .add_org_api_keys(ORG, vec![api_key("k1"), api_key("k2")]);
-    let e = Exporter::start(
-        &config(&[], &org_yaml(&sim.base_url(), "1h", "    max_pages: 2\n")),
-        &[("ADMIN", ADMIN_KEY)],
-    );
-    let m = e
-        .wait_for(Duration::from_secs(20), "both lists ran", |m| {
-            m.list_success("api_tokens").is_some() && m.list_success("api_keys").is_some()
-        })
-        .await;
+    let (e, m) = start_and_list(&sim, "1h", "    max_pages: 2\n").await;
     assert_eq!(
         m.list_success("api_tokens"),
         Some(0.0),
@@ -436,15 +438,9 @@ async fn created_timestamps_and_aggregates_by_status_and_expiry() {
         ],
     );
     sim.sim.add_org_api_keys(ORG, vec![api_key("k1")]);
-    let e = Exporter::start(
-        &config(&[], &org_yaml(&sim.base_url(), "1h", "")),
-        &[("ADMIN", ADMIN_KEY)],
-    );
-    let m = e
-        .wait_for(Duration::from_secs(20), "inventory", |m| {
-            m.list_success("api_tokens") == Some(1.0) && m.list_success("api_keys") == Some(1.0)
-        })
-        .await;
+    let (_e, m) = start_and_list(&sim, "1h", "").await;
+    assert_eq!(m.list_success("api_tokens"), Some(1.0));
+    assert_eq!(m.list_success("api_keys"), Some(1.0));
     let created = m
         .get(
             TOKEN_CREATED,
