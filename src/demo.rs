@@ -443,6 +443,8 @@ pub async fn start() -> Result<(Config, RunningSimulator), String> {
         api_key: SecretSource::Static(Secret::new(org_key)),
         base_url: Url::parse(&running.base_url()).map_err(|e| format!("demo org URL: {e}"))?,
         probe_interval: PROBE_INTERVAL,
+        per_token_series: true,
+        max_pages: crate::providers::atlassian::inventory::MAX_PAGES,
     }];
     Ok((
         Config {

@@ -316,8 +316,8 @@ local promql = import '../lib/promql.libsonnet';
           { 'Days to expiry': [{ id: 'decimals', value: 1 }] + g.coloredCells([['red', null], ['orange', c.orgExpiry.warningDays], ['green', 30]]) },
           merge=false,
         ),
-        g.stat(21, 'Inventory fetch OK', '1 when the last Admin API inventory fetch of each organization completed (all pages).', g.grid(0, 63, 6, 4),
-               'min(apitoken_org_inventory_success{job=~"$job"})', null, {
+        g.stat(21, 'Inventory fetch OK', 'Per organization and list (api_tokens, api_keys): 1 when the last Admin API listing of that list completed (all its pages). A list stands alone: an admin key from before the 2026 scope split fails api_keys (403, needs read:keys:admin) while api_tokens keeps publishing.', g.grid(0, 63, 6, 4),
+               'min by (org, list) (apitoken_org_inventory_success{job=~"$job"})', null, {
                  thresholds: g.thresholds([['red', null], ['green', 1]]),
                  color: { mode: 'thresholds' },
                  unit: 'none',
@@ -325,8 +325,8 @@ local promql = import '../lib/promql.libsonnet';
                  noValue: 'no organizations',
                  mappings: g.valueMapping({ '0': ['failing'], '1': ['ok'] }),
                }),
-        g.stat(22, 'Last inventory fetch', 'Time since the last completed inventory fetch, per organization (the oldest shown).', g.grid(6, 63, 6, 4),
-               'time() - min(apitoken_org_inventory_last_success_timestamp_seconds{job=~"$job"})', null, {
+        g.stat(22, 'Last inventory fetch', 'Time since each list of each organization last completed (a list that never completed has no value; see Inventory fetch OK).', g.grid(6, 63, 6, 4),
+               'time() - min by (org, list) (apitoken_org_inventory_last_success_timestamp_seconds{job=~"$job"})', null, {
                  thresholds: g.thresholds([['blue', null]]),
                  color: { mode: 'thresholds' },
                  unit: 's',

@@ -19,6 +19,8 @@
 //!   rate-limit answers (403 with `x-ratelimit-remaining: 0`, 429 with `retry-after`).
 //! * `gitlab`: `/api/v4/personal_access_tokens/self` with `PRIVATE-TOKEN` or Bearer, the
 //!   token's own description (expiry, creation, last use, scopes, active/revoked).
+//!   limits, the owners' personal data, keys without the 2026 API-keys scope, entries that
+//!   turn `BLOCKED` or vanish, and organizations of any size generated on the fly).
 //! * `faults`: what a [`Behaviour`] other than `Valid`/`Dead` forces on every request
 //!   (429, 5xx, non-JSON, huge body, redirect, slow, no account id).
 //! * `auth`: how `Authorization` headers are read and a login is decided.
@@ -61,6 +63,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::atlassian::inventory::{self, SimOrg};
+pub use crate::atlassian::inventory::{generated_org_token, RevokeAs, GENERATED_DAY};
 use crate::auth::{parse_auth, AuthHeader};
 use crate::respond::{base_url_from, json_response, not_found};
 
@@ -187,6 +190,12 @@ struct Inner {
     counters: Mutex<Counters>,
     orgs: Mutex<HashMap<String, SimOrg>>,
     details: Mutex<HashMap<String, TokenDetails>>,
+    /// Credentials that behave as [`Behaviour::Dead`] from this instant on (a revoked
+    /// token that kept working for a while, see [`Simulator::dies_after`]).
+    dies_at: Mutex<HashMap<String, Instant>>,
+    /// Admin keys created before Atlassian's 2026 scope split: they may list API tokens
+    /// but get a 403 on API keys (see [`Simulator::legacy_admin_key`]).
+    legacy_keys: Mutex<HashSet<String>>,
 }
 
 /// The simulator state. Cheap to clone (an `Arc` inside); all clones share state.
@@ -296,6 +305,8 @@ impl Simulator {
                 counters: Mutex::new(Counters::default()),
                 orgs: Mutex::new(HashMap::new()),
                 details: Mutex::new(HashMap::new()),
+                dies_at: Mutex::new(HashMap::new()),
+                legacy_keys: Mutex::new(HashSet::new()),
             }),
         }
     }
@@ -309,6 +320,33 @@ impl Simulator {
     /// registered under `secret` (see [`TokenDetails`]).
     pub fn set_token_details(&self, secret: &str, details: TokenDetails) {
         lock(&self.inner.details).insert(secret.to_string(), details);
+    }
+
+    /// Changes how a registered credential behaves from now on; false if it is unknown.
+    pub fn set_behaviour(&self, secret: &str, behaviour: Behaviour) -> bool {
+        lock(&self.inner.dies_at).remove(secret);
+        lock(&self.inner.credentials)
+            .get_mut(secret)
+            .map(|c| c.behaviour = behaviour)
+            .is_some()
+    }
+
+    /// The credential keeps its behaviour for `after`, then behaves as [`Behaviour::Dead`]:
+    /// Atlassian's "a revoked token may keep working for 10–20 minutes".
+    pub fn dies_after(&self, secret: &str, after: Duration) {
+        lock(&self.inner.dies_at).insert(secret.to_string(), Instant::now() + after);
+    }
+
+    /// Marks an admin key as created before Atlassian's 2026 scope split (rolled out
+    /// January to March 2026): such a key kept only the "API tokens" scope
+    /// (`read:tokens:admin`), so it lists `…/api-tokens` but gets a 403 on `…/api-keys`
+    /// (which needs `read:keys:admin`).
+    pub fn legacy_admin_key(&self, secret: &str) {
+        lock(&self.inner.legacy_keys).insert(secret.to_string());
+    }
+
+    fn is_legacy_key(&self, secret: &str) -> bool {
+        lock(&self.inner.legacy_keys).contains(secret)
     }
 
     /// Turns anonymous access off for the site with that path prefix
@@ -381,8 +419,16 @@ impl Simulator {
     /// The credential registered under `secret`, or the service account a live OAuth
     /// access token belongs to.
     fn lookup(&self, secret: &str) -> Option<Credential> {
-        let registered = lock(&self.inner.credentials).get(secret).cloned();
-        registered.or_else(|| lock(&self.inner.oauth).account(secret))
+        let mut cred = lock(&self.inner.credentials).get(secret).cloned();
+        if let Some(c) = cred.as_mut() {
+            if lock(&self.inner.dies_at)
+                .get(secret)
+                .is_some_and(|at| Instant::now() >= *at)
+            {
+                c.behaviour = Behaviour::Dead;
+            }
+        }
+        cred.or_else(|| lock(&self.inner.oauth).account(secret))
     }
 
     /// Makes `secret` a scoped API token: Bitbucket answers with `x-credential-type` and
@@ -597,8 +643,14 @@ async fn handle(State(sim): State<Simulator>, req: Request) -> Response {
     }
 
     if let Some((prefix, org_id, list)) = inventory::route(&path) {
-        let authorized = auth::admin_key_accepted(&auth, cred.as_ref());
-        return inventory::answer(&sim, prefix, org_id, list, query.as_deref(), authorized);
+        let key = if !auth::admin_key_accepted(&auth, cred.as_ref()) {
+            inventory::Key::Refused
+        } else if auth.secret().is_some_and(|s| sim.is_legacy_key(s)) {
+            inventory::Key::Legacy
+        } else {
+            inventory::Key::Accepted
+        };
+        return inventory::answer(&sim, prefix, org_id, list, query.as_deref(), key);
     }
     let Some(endpoint) = endpoint else {
         return not_found();

@@ -193,6 +193,11 @@ pub struct OrgConfig {
     pub api_key: SecretSource,
     pub base_url: Url,
     pub probe_interval: Duration,
+    /// Export one series per listed token and key (default); false: only the aggregates
+    /// and the list health (linking and revocation still work).
+    pub per_token_series: bool,
+    /// Pages each list may take per run (`pageSize=100`).
+    pub max_pages: usize,
 }
 
 /// The implicit token that watches an organization's admin API key is named
@@ -200,6 +205,16 @@ pub struct OrgConfig {
 pub const ADMIN_KEY_TOKEN_SUFFIX: &str = "-admin-key";
 
 impl OrgConfig {
+    /// Whether `other` lists the organization the same way (everything but what only
+    /// changes the export): a reload that changes only `per_token_series` keeps the
+    /// inventory loop and the last listings.
+    pub fn same_listing(&self, other: &OrgConfig) -> bool {
+        OrgConfig {
+            per_token_series: other.per_token_series,
+            ..self.clone()
+        } == *other
+    }
+
     /// The name of the implicit token that watches this organization's API key.
     pub fn admin_key_token_name(&self) -> String {
         format!("{}{ADMIN_KEY_TOKEN_SUFFIX}", self.name)
@@ -514,6 +529,50 @@ organizations:
         assert_eq!(t.probe_interval, c.global.probe_interval);
         assert_eq!(t.labels.get("org").map(String::as_str), Some("beta"));
         assert_eq!(t.expiry_source, ExpirySource::None);
+    }
+
+    #[test]
+    fn organizations_take_per_token_series_and_max_pages() {
+        let c = Config::parse(VALID).unwrap();
+        let acme = &c.organizations[0];
+        assert!(acme.per_token_series, "on by default");
+        assert_eq!(acme.max_pages, 2500);
+        let c = Config::parse(
+            "organizations:\n  - {name: big, org_id: o1, api_key_env: K, per_token_series: false, max_pages: 100000}\n",
+        )
+        .unwrap();
+        let big = &c.organizations[0];
+        assert!(!big.per_token_series);
+        assert_eq!(big.max_pages, 100_000);
+        // Only per_token_series differs: the same listing (the inventory is kept).
+        let other = OrgConfig {
+            per_token_series: true,
+            ..big.clone()
+        };
+        assert!(big.same_listing(&other));
+        let other = OrgConfig {
+            max_pages: 5,
+            ..big.clone()
+        };
+        assert!(!big.same_listing(&other));
+
+        let p = problems(
+            "organizations:\n  - {name: a, org_id: o1, api_key_env: K, max_pages: 0}\n  - {name: b, org_id: o2, api_key_env: K, max_pages: 100001}\n",
+        );
+        assert_eq!(
+            p,
+            [
+                "organizations[0] (a).max_pages: must be at least 1",
+                "organizations[1] (b).max_pages: must be at most 100000 (pages of 100 entries per list)",
+            ]
+        );
+        let p =
+            problems("organizations:\n  - {name: a, org_id: o1, api_key_env: K, max_pages: -1}\n");
+        assert!(p[0].contains("organizations[0].max_pages"), "{p:?}");
+        let p = problems(
+            "organizations:\n  - {name: a, org_id: o1, api_key_env: K, per_token_series: sometimes}\n",
+        );
+        assert!(p[0].contains("organizations[0].per_token_series"), "{p:?}");
     }
 
     #[test]

@@ -71,6 +71,8 @@ pub(super) struct RawOrg {
     pub(super) api_key_file: Option<PathBuf>,
     pub(super) base_url: Option<SiteUrl>,
     pub(super) probe_interval: Option<HumanDuration>,
+    pub(super) per_token_series: Option<bool>,
+    pub(super) max_pages: Option<u64>,
 }
 
 /// `oauth2:` of a token with `auth: oauth2` (the client secret comes from the token's

@@ -441,6 +441,7 @@ fn oauth2_settings(
 
 impl RawOrg {
     fn resolve(self, global: &Global, loc: &str) -> Result<OrgConfig, Vec<String>> {
+        use crate::providers::atlassian::inventory::{MAX_PAGES, MAX_PAGES_LIMIT};
         let mut problems = Vec::new();
         let base_url = match self.base_url {
             Some(u) => Some(u.0),
@@ -467,6 +468,14 @@ impl RawOrg {
             &format!("{loc}.probe_interval"),
             &mut problems,
         );
+        let max_pages = self.max_pages.unwrap_or(MAX_PAGES as u64);
+        if max_pages < 1 {
+            problems.push(format!("{loc}.max_pages: must be at least 1"));
+        } else if max_pages > MAX_PAGES_LIMIT as u64 {
+            problems.push(format!(
+                "{loc}.max_pages: must be at most {MAX_PAGES_LIMIT} (pages of 100 entries per list)"
+            ));
+        }
         match (base_url, api_key) {
             (Some(base_url), Some(api_key)) if problems.is_empty() => Ok(OrgConfig {
                 name: self.name.0,
@@ -474,6 +483,8 @@ impl RawOrg {
                 api_key,
                 base_url,
                 probe_interval,
+                per_token_series: self.per_token_series.unwrap_or(true),
+                max_pages: usize::try_from(max_pages).unwrap_or(MAX_PAGES_LIMIT),
             }),
             _ => Err(problems),
         }

@@ -44,7 +44,12 @@ pub const DAYS: Family = family(
 pub const REVOKED: Family = family(
     "apitoken_revoked_timestamp_seconds",
     "gauge",
-    "revoked_at from the config: the token was deliberately revoked and must stop working",
+    "Unix time the token was revoked and must stop working: revoked_at from the config (source=\"config\"), else when a complete organization inventory listing first showed its linked entry not ALLOWED or gone (source=\"org_inventory\")",
+);
+pub const REVOCATION_LAG: Family = family(
+    "apitoken_revocation_lag_seconds",
+    "gauge",
+    "For a revoked token seen valid after its revocation time: seconds from the revocation to the first conclusive probe that was not valid (absent until then, and when no valid probe followed the revocation)",
 );
 pub const LIFETIME: Family = family(
     "apitoken_lifetime_seconds",
@@ -116,15 +121,30 @@ pub const ORG_KEY_EXPIRY: Family = family(
     "gauge",
     "Unix time an admin API key listed by the organization's Admin API expires",
 );
+pub const ORG_TOKEN_CREATED: Family = family(
+    "apitoken_org_token_created_timestamp_seconds",
+    "gauge",
+    "Unix time a user API token listed by the organization's Admin API was created (createdAt)",
+);
+pub const ORG_KEY_CREATED: Family = family(
+    "apitoken_org_api_key_created_timestamp_seconds",
+    "gauge",
+    "Unix time an admin API key listed by the organization's Admin API was created (createdAt)",
+);
+pub const ORG_TOKENS: Family = family(
+    "apitoken_org_tokens",
+    "gauge",
+    "Entries of an organization inventory list by status (empty for api_keys) and remaining time at scrape time (expires_within: expired, 7d, 30d, 90d, later, never)",
+);
 pub const ORG_SUCCESS: Family = family(
     "apitoken_org_inventory_success",
     "gauge",
-    "1 if the last organization inventory fetch completed (every page of both lists); on 0 the last complete inventory is kept",
+    "1 if the last organization inventory run completed this list (every page of it); on 0 the list's last complete state is kept",
 );
 pub const ORG_LAST_SUCCESS: Family = family(
     "apitoken_org_inventory_last_success_timestamp_seconds",
     "gauge",
-    "Unix time the organization inventory last completed",
+    "Unix time this organization inventory list last completed",
 );
 
 /// Writes the `# HELP` and `# TYPE` lines of a family.

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use super::exposition::{bool_value, escape_label, push_value, Out};
 use super::families::*;
 use crate::probe::{ErrorReason, OutcomeKind};
-use crate::providers::atlassian::inventory::ListedToken;
-use crate::state::{Inner, TokenEntry};
+use crate::providers::atlassian::inventory::{List, ListedKey, ListedToken};
+use crate::state::{Inner, Listing, OrgEntry, StatusCounts, TokenEntry};
 use crate::util::{clip, MAX_UPSTREAM_LABEL, REVISION, VERSION};
 
 /// Writes `{token="…",provider="…"` (unterminated, so callers may add labels).
@@ -40,6 +40,28 @@ fn gauge_family(
         token_labels(out, e);
         out.push_str("} ");
         push_value(out, v);
+        out.push('\n');
+        out.sample_done();
+    }
+}
+
+/// `apitoken_revoked_timestamp_seconds{…,source}`: the config's `revoked_at`, else the
+/// organization inventory's revocation.
+fn revoked_family(out: &mut Out, inner: &Inner) {
+    let mut wrote_header = false;
+    for e in inner.tokens.values() {
+        let Some((at, source)) = e.revoked() else {
+            continue;
+        };
+        if !std::mem::replace(&mut wrote_header, true) {
+            header(out, &REVOKED);
+        }
+        out.push_str(REVOKED.name);
+        token_labels(out, e);
+        out.push_str(",source=\"");
+        out.push_str(source.as_str());
+        out.push_str("\"} ");
+        push_value(out, at.floor());
         out.push('\n');
         out.sample_done();
     }
@@ -82,9 +104,8 @@ fn render_into(out: &mut Out, inner: &Inner, now: f64) {
     gauge_family(out, inner, &LAST_USED, |e| {
         e.last_used_at().map(|t| t as f64)
     });
-    gauge_family(out, inner, &REVOKED, |e| {
-        e.meta.config.revoked_at.map(|t| t as f64)
-    });
+    revoked_family(out, inner);
+    gauge_family(out, inner, &REVOCATION_LAG, TokenEntry::revocation_lag);
     gauge_family(out, inner, &SUCCESS, |e| {
         e.status.probe_success.map(bool_value)
     });
@@ -181,7 +202,7 @@ fn render_into(out: &mut Out, inner: &Inner, now: f64) {
         }
     }
 
-    org_families(out, inner);
+    org_families(out, inner, now);
 
     let x = &inner.exporter;
     let _ = writeln!(
@@ -221,66 +242,176 @@ fn org_sample(out: &mut String, f: &Family, org: &str, labels: &[(&str, &str)], 
     out.push('\n');
 }
 
-/// The organization inventory families. Entries come from the last *complete* listing.
-fn org_families(out: &mut Out, inner: &Inner) {
-    let listed = || {
-        inner
-            .orgs
-            .iter()
-            .filter_map(|(name, o)| o.inventory.as_ref().map(|inv| (name.as_str(), inv)))
-    };
-    type TokenTime = fn(&ListedToken) -> Option<i64>;
-    let token_families: [(&Family, TokenTime); 2] = [
-        (&ORG_TOKEN_EXPIRY, |t| t.expires_at),
-        (&ORG_TOKEN_LAST_ACTIVE, |t| t.last_active_at),
-    ];
-    for (f, value) in token_families {
-        let mut wrote_header = false;
-        for (org, inv) in listed() {
-            for t in inv.tokens.values() {
-                let Some(v) = value(t) else { continue };
+/// The `expires_within` buckets of `apitoken_org_tokens`, in order.
+pub(crate) const BUCKETS: [&str; 6] = ["expired", "7d", "30d", "90d", "later", "never"];
+
+/// Buckets one status's entries by their remaining time r = expiry − `now`: `expired`
+/// (r < 0), `7d` (0 ≤ r < 7 d), `30d` (7 d ≤ r < 30 d), `90d` (30 d ≤ r < 90 d), `later`
+/// (r ≥ 90 d), `never` (no expiry). Four binary searches over the sorted expiries.
+pub(crate) fn bucket_counts(c: &StatusCounts, now: f64) -> [u64; 6] {
+    const DAY: f64 = 86_400.0;
+    let below = |limit: f64| c.expiries.partition_point(|&t| (t as f64) < limit) as u64;
+    let [expired, d7, d30, d90] =
+        [now, now + 7.0 * DAY, now + 30.0 * DAY, now + 90.0 * DAY].map(below);
+    let total = c.expiries.len() as u64;
+    [
+        expired,
+        d7 - expired,
+        d30 - d7,
+        d90 - d30,
+        total - d90,
+        c.never,
+    ]
+}
+
+fn token_entry_labels(t: &ListedToken) -> [(&'static str, &str); 4] {
+    [
+        ("token_id", t.id.as_str()),
+        ("token_label", t.label.as_str()),
+        ("account_id", t.account_id.as_deref().unwrap_or("")),
+        ("status", t.status.as_str()),
+    ]
+}
+
+fn key_entry_labels(k: &ListedKey) -> [(&'static str, &str); 2] {
+    [("key_id", k.id.as_str()), ("key_label", k.label.as_str())]
+}
+
+/// One per-entry family over every listing in `listings`: a sample per entry where
+/// `value` is known.
+fn entry_family<'a, T: 'a, const N: usize>(
+    out: &mut Out,
+    f: &Family,
+    listings: &[(&'a str, &'a Listing<T>)],
+    value: fn(&T) -> Option<i64>,
+    labels: fn(&T) -> [(&'static str, &str); N],
+) {
+    let mut wrote_header = false;
+    for (org, listing) in listings {
+        for e in listing.entries.values() {
+            let Some(v) = value(e) else { continue };
+            if !std::mem::replace(&mut wrote_header, true) {
+                header(out, f);
+            }
+            org_sample(out, f, org, &labels(e), v as f64);
+            out.sample_done();
+        }
+    }
+}
+
+/// The organization inventory families. Entries come from each list's last *complete*
+/// listing; organizations with `per_token_series: false` export only the aggregates and
+/// the list health.
+fn org_families(out: &mut Out, inner: &Inner, now: f64) {
+    let per_entry = |o: &OrgEntry| o.per_token_series;
+    let tokens: Vec<(&str, &Listing<ListedToken>)> = inner
+        .orgs
+        .iter()
+        .filter(|(_, o)| per_entry(o))
+        .filter_map(|(name, o)| o.api_tokens.listing.as_ref().map(|l| (name.as_str(), l)))
+        .collect();
+    let keys: Vec<(&str, &Listing<ListedKey>)> = inner
+        .orgs
+        .iter()
+        .filter(|(_, o)| per_entry(o))
+        .filter_map(|(name, o)| o.api_keys.listing.as_ref().map(|l| (name.as_str(), l)))
+        .collect();
+    entry_family(
+        out,
+        &ORG_TOKEN_EXPIRY,
+        &tokens,
+        |t| t.expires_at,
+        token_entry_labels,
+    );
+    entry_family(
+        out,
+        &ORG_TOKEN_CREATED,
+        &tokens,
+        |t| t.created_at,
+        token_entry_labels,
+    );
+    entry_family(
+        out,
+        &ORG_TOKEN_LAST_ACTIVE,
+        &tokens,
+        |t| t.last_active_at,
+        token_entry_labels,
+    );
+    entry_family(
+        out,
+        &ORG_KEY_EXPIRY,
+        &keys,
+        |k| k.expires_at,
+        key_entry_labels,
+    );
+    entry_family(
+        out,
+        &ORG_KEY_CREATED,
+        &keys,
+        |k| k.created_at,
+        key_entry_labels,
+    );
+
+    // The aggregates: every status of a list (API tokens always show ALLOWED, API keys
+    // the empty status), every bucket, zeros included, so that sums never go absent.
+    let mut wrote_header = false;
+    let none = StatusCounts::default();
+    for (org, o) in &inner.orgs {
+        let lists = [
+            (
+                List::ApiTokens,
+                o.api_tokens.listing.as_ref().map(|l| &l.counts),
+            ),
+            (
+                List::ApiKeys,
+                o.api_keys.listing.as_ref().map(|l| &l.counts),
+            ),
+        ];
+        for (list, counts) in lists {
+            let Some(counts) = counts else { continue };
+            let always = if list == List::ApiTokens {
+                "ALLOWED"
+            } else {
+                ""
+            };
+            let missing = (!counts.contains_key(always)).then_some((always, &none));
+            let statuses = missing
+                .into_iter()
+                .chain(counts.iter().map(|(s, c)| (s.as_str(), c)));
+            for (status, c) in statuses {
                 if !std::mem::replace(&mut wrote_header, true) {
-                    header(out, f);
+                    header(out, &ORG_TOKENS);
                 }
-                let labels = [
-                    ("token_id", t.id.as_str()),
-                    ("token_label", t.label.as_str()),
-                    ("account_id", t.account_id.as_deref().unwrap_or("")),
-                    ("status", t.status.as_str()),
-                ];
-                org_sample(out, f, org, &labels, v as f64);
+                for (bucket, n) in BUCKETS.iter().zip(bucket_counts(c, now)) {
+                    let labels = [
+                        ("list", list.label()),
+                        ("status", status),
+                        ("expires_within", bucket),
+                    ];
+                    org_sample(out, &ORG_TOKENS, org, &labels, n as f64);
+                }
                 out.sample_done();
             }
         }
     }
-    let mut wrote_header = false;
-    for (org, inv) in listed() {
-        for k in inv.api_keys.values() {
-            let Some(v) = k.expires_at else { continue };
-            if !std::mem::replace(&mut wrote_header, true) {
-                header(out, &ORG_KEY_EXPIRY);
-            }
-            let labels = [("key_id", k.id.as_str()), ("key_label", k.label.as_str())];
-            org_sample(out, &ORG_KEY_EXPIRY, org, &labels, v as f64);
-            out.sample_done();
-        }
-    }
-    let done: Vec<(&str, bool)> = inner
-        .orgs
-        .iter()
-        .filter_map(|(name, o)| o.success.map(|ok| (name.as_str(), ok)))
-        .collect();
-    if !done.is_empty() {
-        header(out, &ORG_SUCCESS);
-        for (org, ok) in done {
-            org_sample(out, &ORG_SUCCESS, org, &[], bool_value(ok));
-        }
-    }
-    if inner.orgs.values().any(|o| o.last_success.is_some()) {
-        header(out, &ORG_LAST_SUCCESS);
+
+    // Each list's health on its own.
+    for (f, value) in [
+        (
+            &ORG_SUCCESS,
+            (|ok, _| ok.map(bool_value)) as fn(Option<bool>, Option<f64>) -> Option<f64>,
+        ),
+        (&ORG_LAST_SUCCESS, |_, t: Option<f64>| t.map(f64::floor)),
+    ] {
+        let mut wrote_header = false;
         for (org, o) in &inner.orgs {
-            if let Some(t) = o.last_success {
-                org_sample(out, &ORG_LAST_SUCCESS, org, &[], t.floor());
+            for list in List::ALL {
+                let (ok, last) = o.health(list);
+                let Some(v) = value(ok, last) else { continue };
+                if !std::mem::replace(&mut wrote_header, true) {
+                    header(out, f);
+                }
+                org_sample(out, f, org, &[("list", list.label())], v);
             }
         }
     }
@@ -294,6 +425,7 @@ mod tests {
     use super::super::test_support::{probed, store_with};
     use super::super::Rendered;
     use crate::probe::Outcome;
+    use crate::providers::atlassian::inventory::InventoryRun;
     use crate::state::{Store, TokenMeta};
 
     #[test]
@@ -347,39 +479,48 @@ mod tests {
         assert!(text.contains("result=\"anonymous\"} 1\n"));
     }
 
-    #[test]
-    fn org_inventory_families() {
-        use crate::providers::atlassian::inventory::{Inventory, ListedKey};
-        let store = Store::new();
-        let g = store.set_orgs(&["acme".into(), "later".into()], &|_| false);
-        let token = |id: &str, label: &str, expires_at| ListedToken {
+    fn listed_token(id: &str, label: &str, status: &str, expires_at: Option<i64>) -> ListedToken {
+        ListedToken {
             id: id.into(),
             label: label.into(),
-            status: "ALLOWED".into(),
+            status: status.into(),
             account_id: Some("acc-1".into()),
             created_at: Some(1),
             expires_at,
             last_active_at: Some(500),
-        };
-        let inv = Inventory {
-            tokens: [
-                ("t1".to_string(), token("t1", "ci \"bot\"\n", Some(1_000))),
-                ("t2".to_string(), token("t2", "no expiry", None)),
-            ]
-            .into(),
-            api_keys: [(
-                "k1".to_string(),
-                ListedKey {
-                    id: "k1".into(),
-                    label: "ops".into(),
-                    created_at: None,
-                    expires_at: Some(2_000),
-                },
-            )]
-            .into(),
-            pages: 2,
-        };
-        store.record_inventory("acme", g["acme"], Ok(inv));
+        }
+    }
+
+    fn key(id: &str, expires_at: Option<i64>) -> ListedKey {
+        ListedKey {
+            id: id.into(),
+            label: "ops".into(),
+            created_at: Some(7),
+            expires_at,
+        }
+    }
+
+    fn run(tokens: Vec<ListedToken>, keys: Vec<ListedKey>) -> InventoryRun {
+        InventoryRun {
+            api_tokens: Ok(tokens.into_iter().map(|t| (t.id.clone(), t)).collect()),
+            api_keys: Ok(keys.into_iter().map(|k| (k.id.clone(), k)).collect()),
+            token_pages: 1,
+            key_pages: 1,
+        }
+    }
+
+    #[test]
+    fn org_inventory_families() {
+        let store = Store::new();
+        let g = store.set_orgs(&["acme".into(), "later".into()], &|_| false);
+        let inv = run(
+            vec![
+                listed_token("t1", "ci \"bot\"\n", "ALLOWED", Some(1_000)),
+                listed_token("t2", "no expiry", "ALLOWED", None),
+            ],
+            vec![key("k1", Some(2_000))],
+        );
+        store.record_inventory("acme", g["acme"], inv);
         let text = render(&store.read(), 0.0);
         assert!(text.contains("# HELP apitoken_org_token_expiry_timestamp_seconds "));
         assert!(text.contains(
@@ -388,16 +529,167 @@ mod tests {
         assert!(!text
             .contains("apitoken_org_token_expiry_timestamp_seconds{org=\"acme\",token_id=\"t2\""));
         assert!(text.contains("apitoken_org_token_last_active_timestamp_seconds{org=\"acme\",token_id=\"t2\",token_label=\"no expiry\",account_id=\"acc-1\",status=\"ALLOWED\"} 500\n"));
+        assert!(text.contains("apitoken_org_token_created_timestamp_seconds{org=\"acme\",token_id=\"t2\",token_label=\"no expiry\",account_id=\"acc-1\",status=\"ALLOWED\"} 1\n"));
         assert!(text.contains(
             "apitoken_org_api_key_expiry_timestamp_seconds{org=\"acme\",key_id=\"k1\",key_label=\"ops\"} 2000\n"
         ));
-        assert!(text.contains("apitoken_org_inventory_success{org=\"acme\"} 1\n"));
-        assert!(
-            text.contains("apitoken_org_inventory_last_success_timestamp_seconds{org=\"acme\"} ")
+        assert!(text.contains(
+            "apitoken_org_api_key_created_timestamp_seconds{org=\"acme\",key_id=\"k1\",key_label=\"ops\"} 7\n"
+        ));
+        for list in ["api_tokens", "api_keys"] {
+            assert!(
+                text.contains(&format!(
+                    "apitoken_org_inventory_success{{org=\"acme\",list=\"{list}\"}} 1\n"
+                )),
+                "{text}"
+            );
+            assert!(text.contains(&format!(
+                "apitoken_org_inventory_last_success_timestamp_seconds{{org=\"acme\",list=\"{list}\"}} "
+            )));
+        }
+        assert!(text.contains("apitoken_org_tokens{org=\"acme\",list=\"api_tokens\",status=\"ALLOWED\",expires_within=\"7d\"} 1\n"), "{text}");
+        assert!(text.contains("apitoken_org_tokens{org=\"acme\",list=\"api_tokens\",status=\"ALLOWED\",expires_within=\"never\"} 1\n"));
+        assert!(text.contains("apitoken_org_tokens{org=\"acme\",list=\"api_keys\",status=\"\",expires_within=\"7d\"} 1\n"));
+        assert_eq!(
+            text.matches("apitoken_org_tokens{").count(),
+            12,
+            "6 buckets x 2 lists"
         );
         // An organization whose first run has not finished has no series yet.
         assert!(!text.contains("org=\"later\""), "{text}");
-        assert_eq!(text.matches("# TYPE apitoken_org_").count(), 5);
+        assert_eq!(text.matches("# TYPE apitoken_org_").count(), 8);
+    }
+
+    #[test]
+    fn aggregates_bucket_by_remaining_time_at_the_boundaries() {
+        const DAY: i64 = 86_400;
+        let now = 1_000_000_i64;
+        let mut expiries = vec![
+            now - 1,            // expired
+            now,                // r = 0: 7d
+            now + 7 * DAY - 1,  // 7d
+            now + 7 * DAY,      // 30d
+            now + 30 * DAY - 1, // 30d
+            now + 30 * DAY,     // 90d
+            now + 90 * DAY - 1, // 90d
+            now + 90 * DAY,     // later
+            now + 900 * DAY,    // later
+        ];
+        expiries.sort_unstable();
+        let c = StatusCounts { expiries, never: 3 };
+        assert_eq!(bucket_counts(&c, now as f64), [1, 2, 2, 2, 2, 3]);
+        // Half a second later, the r = 0 token has expired.
+        assert_eq!(bucket_counts(&c, now as f64 + 0.5), [2, 2, 2, 2, 1, 3]);
+        assert_eq!(bucket_counts(&StatusCounts::default(), 0.0), [0; 6]);
+        // Through the renderer: every bucket of every status, zeros included; API keys
+        // have the empty status; an empty token list still shows ALLOWED zeros.
+        let store = Store::new();
+        let g = store.set_orgs(&["acme".into()], &|_| false)["acme"];
+        let inv = run(
+            vec![
+                listed_token("a", "", "BLOCKED", Some(now + 7 * DAY)),
+                listed_token("b", "", "BLOCKED", Some(now - 1)),
+            ],
+            vec![key("k", None)],
+        );
+        store.record_inventory("acme", g, inv);
+        let text = render(&store.read(), now as f64);
+        let sample = |list: &str, status: &str, bucket: &str| {
+            let prefix = format!("apitoken_org_tokens{{org=\"acme\",list=\"{list}\",status=\"{status}\",expires_within=\"{bucket}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .map(|v| v.to_string())
+        };
+        assert_eq!(
+            sample("api_tokens", "BLOCKED", "expired").as_deref(),
+            Some("1")
+        );
+        assert_eq!(sample("api_tokens", "BLOCKED", "30d").as_deref(), Some("1"));
+        assert_eq!(sample("api_tokens", "BLOCKED", "7d").as_deref(), Some("0"));
+        assert_eq!(
+            sample("api_tokens", "ALLOWED", "later").as_deref(),
+            Some("0")
+        );
+        assert_eq!(sample("api_keys", "", "never").as_deref(), Some("1"));
+        assert_eq!(text.matches("apitoken_org_tokens{").count(), 18);
+    }
+
+    #[test]
+    fn without_per_token_series_only_aggregates_and_health_are_rendered_but_links_hold() {
+        use crate::config::ExpirySource;
+        use crate::state::OrgSettings;
+        let store = store_with("linked", &[], Some(1));
+        let mut c = (*store.read().tokens["linked"].meta.config).clone();
+        c.org_token_id = Some("t1".into());
+        store.set_tokens(vec![TokenMeta::new(std::sync::Arc::new(c))], &|_| false);
+        let settings = [OrgSettings {
+            name: "acme",
+            per_token_series: false,
+        }];
+        let g = store.set_orgs(&settings, &|_| false)["acme"];
+        let inv = run(
+            vec![listed_token("t1", "l", "ALLOWED", Some(50_000))],
+            vec![key("k1", Some(60_000))],
+        );
+        store.record_inventory("acme", g, inv);
+        let text = render(&store.read(), 0.0);
+        for absent in [
+            "apitoken_org_token_expiry_timestamp_seconds",
+            "apitoken_org_token_created_timestamp_seconds",
+            "apitoken_org_token_last_active_timestamp_seconds",
+            "apitoken_org_api_key_expiry_timestamp_seconds",
+            "apitoken_org_api_key_created_timestamp_seconds",
+            "token_id=",
+        ] {
+            assert!(!text.contains(absent), "{absent} in\n{text}");
+        }
+        assert!(text.contains("apitoken_org_tokens{org=\"acme\",list=\"api_tokens\",status=\"ALLOWED\",expires_within=\"7d\"} 1\n"), "{text}");
+        assert!(text.contains("apitoken_org_inventory_success{org=\"acme\",list=\"api_keys\"} 1\n"));
+        assert_eq!(
+            store.read().tokens["linked"].expiry(),
+            (Some(50_000), ExpirySource::OrgInventory)
+        );
+        assert!(text.contains(
+            "apitoken_expiry_timestamp_seconds{token=\"linked\",provider=\"jira\"} 50000\n"
+        ));
+        // Switching it on again (a reload) keeps the listing and renders the entries.
+        let settings = [OrgSettings {
+            name: "acme",
+            per_token_series: true,
+        }];
+        store.set_orgs(&settings, &|_| false);
+        let text = render(&store.read(), 0.0);
+        assert!(text
+            .contains("apitoken_org_token_expiry_timestamp_seconds{org=\"acme\",token_id=\"t1\""));
+    }
+
+    #[test]
+    fn revocations_carry_their_source_and_the_lag_appears_once_known() {
+        let store = store_with("t", &[], None);
+        let mut c = (*store.read().tokens["t"].meta.config).clone();
+        c.revoked_at = Some(1_000);
+        let g = store.set_tokens(vec![TokenMeta::new(std::sync::Arc::new(c))], &|_| false)["t"];
+        let text = render(&store.read(), 0.0);
+        assert!(text.contains("apitoken_revoked_timestamp_seconds{token=\"t\",provider=\"jira\",source=\"config\"} 1000\n"), "{text}");
+        assert!(!text.contains("apitoken_revocation_lag_seconds"));
+        store.record(
+            "t",
+            g,
+            &probed(Outcome::Valid { account_id: None }),
+            Duration::ZERO,
+        );
+        store.record(
+            "t",
+            g,
+            &probed(Outcome::Rejected { status: 401 }),
+            Duration::ZERO,
+        );
+        let text = render(&store.read(), 0.0);
+        assert!(text.contains("# TYPE apitoken_revocation_lag_seconds gauge\n"));
+        assert!(
+            text.contains("apitoken_revocation_lag_seconds{token=\"t\",provider=\"jira\"} "),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,16 +1,19 @@
 //! One organization's inventory loop: lists the organization on its interval (after a
 //! jittered first run), waits as long as the Admin API asks after a failure, and hands
-//! every result to the state, which publishes only complete listings.
+//! every result to the state, which publishes each list only when it is complete.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
 use crate::config::OrgConfig;
-use crate::providers::atlassian::inventory::{fetch_inventory, InventoryError, Limits, OrgTarget};
+use crate::providers::atlassian::inventory::{
+    fetch_inventory, InventoryError, InventoryRun, Limits, List, OrgTarget,
+};
 use crate::secret::SecretReader;
-use crate::state::{InventoryTransition, Store};
+use crate::state::{ListTransition, Store};
 use crate::upstream::HttpClient;
 
 /// Everything one organization's loop needs.
@@ -30,8 +33,8 @@ pub async fn run(task: InventoryTask, first: Duration) {
     tokio::time::sleep(first).await;
     loop {
         let started = Instant::now();
-        let result = match secret.read() {
-            Err(e) => Err(InventoryError::from(e)),
+        let run = match secret.read() {
+            Err(e) => InventoryRun::failed(InventoryError::from(e)),
             Ok(key) => {
                 let org = OrgTarget {
                     name: &task.org.name,
@@ -42,67 +45,88 @@ pub async fn run(task: InventoryTask, first: Duration) {
             }
         };
         let interval = task.org.probe_interval;
-        let next = match &result {
-            Ok(_) => interval,
-            Err(e) => e.retry_after().map_or(interval, |ra| ra.max(interval)),
-        };
-        let summary = result
-            .as_ref()
-            .ok()
-            .map(|i| (i.tokens.len(), i.api_keys.len(), i.pages));
-        let error = result.as_ref().err().map(ToString::to_string);
+        let next = run.retry_after().map_or(interval, |ra| ra.max(interval));
+        let summaries = [
+            Summary::of(List::ApiTokens, &run.api_tokens, run.token_pages),
+            Summary::of(List::ApiKeys, &run.api_keys, run.key_pages),
+        ];
         if let Some(t) = task
             .store
-            .record_inventory(&task.org.name, task.generation, result)
+            .record_inventory(&task.org.name, task.generation, run)
         {
-            log_run(&task.org, &t, summary, error.as_deref(), started.elapsed());
+            let took = started.elapsed();
+            for (summary, t) in summaries.iter().zip([t.api_tokens, t.api_keys]) {
+                log_list(&task.org, summary, &t, took);
+            }
         }
         tokio::time::sleep(next).await;
     }
 }
 
-fn log_run(
-    org: &OrgConfig,
-    t: &InventoryTransition,
-    summary: Option<(usize, usize, usize)>,
-    error: Option<&str>,
-    took: Duration,
-) {
+/// What one list's run says, for its log line.
+struct Summary {
+    list: List,
+    /// Ok(entries) or the error and the scope it seems to lack.
+    result: Result<usize, (String, Option<&'static str>)>,
+    pages: usize,
+}
+
+impl Summary {
+    fn of<T>(list: List, r: &Result<BTreeMap<String, T>, InventoryError>, pages: usize) -> Self {
+        Summary {
+            list,
+            result: r
+                .as_ref()
+                .map(BTreeMap::len)
+                .map_err(|e| (e.to_string(), e.missing_scope())),
+            pages,
+        }
+    }
+}
+
+/// One line per list and state change: info when a list completes for the first time
+/// (or again), warn when it starts failing (naming the missing scope on a 403), debug
+/// otherwise.
+fn log_list(org: &OrgConfig, s: &Summary, t: &ListTransition, took: Duration) {
     let name = org.name.as_str();
+    let list = s.list.label();
+    let pages = s.pages;
     let took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
-    match (summary, error) {
-        (Some((tokens, api_keys, pages)), _) => {
-            if t.before == Some(true) {
-                tracing::debug!(
-                    org = name,
-                    tokens,
-                    api_keys,
-                    pages,
-                    took_ms,
-                    "organization inventory refreshed"
-                );
-            } else {
-                tracing::info!(
-                    org = name,
-                    tokens,
-                    api_keys,
-                    pages,
-                    took_ms,
-                    "organization inventory complete"
-                );
-            }
-        }
-        (None, error) => {
-            let error = error.unwrap_or("");
-            if t.before == Some(false) {
-                tracing::debug!(org = name, error, "organization inventory still failing");
-            } else {
-                tracing::warn!(
-                    org = name,
-                    error,
-                    "organization inventory failed; keeping the last complete inventory"
-                );
-            }
-        }
+    match &s.result {
+        Ok(entries) if t.before == Some(true) => tracing::debug!(
+            org = name,
+            list,
+            entries,
+            pages,
+            took_ms,
+            "organization inventory list refreshed"
+        ),
+        Ok(entries) => tracing::info!(
+            org = name,
+            list,
+            entries,
+            pages,
+            took_ms,
+            "organization inventory list complete"
+        ),
+        Err((error, _)) if t.before == Some(false) => tracing::debug!(
+            org = name,
+            list,
+            error = error.as_str(),
+            "organization inventory list still failing"
+        ),
+        Err((error, Some(scope))) => tracing::warn!(
+            org = name,
+            list,
+            missing_scope = *scope,
+            error = error.as_str(),
+            "organization inventory failed: the admin API key lacks a scope; keeping this list's last complete state (the other list is not affected)"
+        ),
+        Err((error, None)) => tracing::warn!(
+            org = name,
+            list,
+            error = error.as_str(),
+            "organization inventory failed; keeping this list's last complete state (the other list is not affected)"
+        ),
     }
 }

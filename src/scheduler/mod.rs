@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, OrgConfig, TokenConfig};
 use crate::providers::atlassian::inventory::Limits;
-use crate::state::{Store, TokenMeta};
+use crate::state::{OrgSettings, Store, TokenMeta};
 use crate::upstream::HttpClient;
 
 use self::inventory::InventoryTask;
@@ -208,23 +208,27 @@ impl Scheduler {
                 let same = self
                     .orgs
                     .get(&o.name)
-                    .is_some_and(|t| t.org == *o && t.page_timeout == page_timeout);
+                    .is_some_and(|t| t.org.same_listing(o) && t.page_timeout == page_timeout);
                 (o.name.as_str(), self.new_client || !same)
             })
             .collect();
-        let names: Vec<String> = config
+        let settings: Vec<OrgSettings<'_>> = config
             .organizations
             .iter()
-            .map(|o| o.name.clone())
+            .map(|o| OrgSettings {
+                name: &o.name,
+                per_token_series: o.per_token_series,
+            })
             .collect();
         let generations = self
             .store
-            .set_orgs(&names, &|name| reset.get(name).copied().unwrap_or(true));
+            .set_orgs(&settings, &|name| reset.get(name).copied().unwrap_or(true));
 
         let mut old = std::mem::take(&mut self.orgs);
         for org in &config.organizations {
             let keep = !restart.get(org.name.as_str()).copied().unwrap_or(true);
-            if let (true, Some(task)) = (keep, old.remove(&org.name)) {
+            if let (true, Some(mut task)) = (keep, old.remove(&org.name)) {
+                task.org = org.clone();
                 self.orgs.insert(org.name.clone(), task);
                 continue;
             }
@@ -236,7 +240,10 @@ impl Scheduler {
             };
             let task = InventoryTask {
                 org: org.clone(),
-                limits: Limits::new(page_timeout),
+                limits: Limits {
+                    max_pages: org.max_pages,
+                    ..Limits::new(page_timeout)
+                },
                 generation,
                 store: self.store.clone(),
                 client: self.client.clone(),

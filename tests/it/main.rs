@@ -19,6 +19,7 @@ mod golden;
 mod hardening;
 mod http_hardening;
 mod inventory;
+mod inventory_2026;
 mod probe_outcomes;
 mod properties;
 mod routes;

@@ -341,14 +341,19 @@ async fn reload_reprobes_a_changed_token_within_the_reload_window() {
     let secret = "ATATT3xRELOADchanged";
     let sim = simulator(&[(secret, cred("acc", EMAIL, Behaviour::Valid))]).await;
     let e = hourly_exporter(&[("S", secret)]).await;
-    let changed = |interval: &str| jira("changed", &sim.base_url(), "S").probe_interval(interval);
+    let changed = |account: &str| {
+        jira("changed", &sim.base_url(), "S")
+            .probe_interval("1h")
+            .expected_account_id(account)
+    };
     let config = ConfigBuilder::new().global("probe_interval", "1h");
-    reload_until_probed(&e, &config.clone().token(changed("1h")), &["changed"]).await;
+    reload_until_probed(&e, &config.clone().token(changed("acc-old")), &["changed"]).await;
     assert_eq!(sim.sim.requests_for(secret), 1);
 
-    // A probe setting changes (its interval): the token restarts, with a fresh state,
-    // and is probed again within the window (not after an hour or two).
-    let reloaded = reload_to(&e, &config.token(changed("2h"))).await;
+    // A credential setting changes (the expected account): the token restarts with a
+    // fresh state, and is probed again within the window (not after an hour). (A change
+    // of the interval alone keeps the state: `hardening::a_reload_that_only_changes_the_interval_keeps_state_and_counters`.)
+    let reloaded = reload_to(&e, &config.token(changed("acc"))).await;
     eventually(
         // The window, plus a little for the request to arrive on a busy machine.
         reload_window() + Duration::from_millis(700),

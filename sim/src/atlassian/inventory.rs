@@ -6,6 +6,17 @@
 //! the owner's `user.name`/`user.email` in every entry, so tests can prove the exporter
 //! drops them. Tests seed organizations and inject a 429 or a failing page with the
 //! `Simulator` methods below (see [`OrgToken`]).
+//!
+//! Also what changed in 2026 and what large organizations look like:
+//! * an admin key created before the 2026 scope split
+//!   ([`Simulator::legacy_admin_key`]) lists `api-tokens` but gets a 403 on `api-keys`,
+//!   with the gateway's scope-mismatch body;
+//! * entries turn `BLOCKED` ([`Simulator::set_org_token_status`]) or vanish
+//!   ([`Simulator::remove_org_token`], [`Simulator::remove_org_api_key`]) between runs,
+//!   and [`Simulator::revoke_org_token`] does either while the token's credential keeps
+//!   authenticating for a while ("revoked, but still works for 20 minutes");
+//! * [`Simulator::add_generated_org_tokens`] adds any number of tokens that are made up
+//!   page by page ([`generated_org_token`]), so 250,000 tokens cost no memory.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -27,9 +38,53 @@ const DEFAULT_PAGE_SIZE: usize = 20;
 const MAX_PAGE_SIZE: usize = 100;
 const ORG_API_PREFIX: &str = "/admin/api-access/v1/orgs/";
 
+/// One day in seconds, the unit of [`generated_org_token`]'s dates.
+pub const GENERATED_DAY: i64 = 86_400;
+
+/// Generated token `i` of an organization whose generated tokens were added at Unix time
+/// `base` (see [`Simulator::add_generated_org_tokens`]): id `gen-0000042`, account
+/// `gen-acc-{i % 5000}`, every 50th (`i % 50 == 25`) `BLOCKED`, every 10th
+/// (`i % 10 == 9`) without expiry, the others expiring `(i % 400) - 20` days (plus an
+/// hour) after `base`, so every bucket from expired to a year ahead is populated.
+pub fn generated_org_token(i: usize, base: i64) -> OrgToken {
+    let expires_in_days = (i % 400) as i64 - 20;
+    OrgToken {
+        id: format!("gen-{i:07}"),
+        label: format!("generated {i}"),
+        status: if i % 50 == 25 { "BLOCKED" } else { "ALLOWED" }.to_string(),
+        account_id: format!("gen-acc-{}", i % 5000),
+        user_name: format!("Generated Person {i}"),
+        user_email: format!("person{i}@generated.example"),
+        created_at: base - 30 * GENERATED_DAY,
+        expires_at: (i % 10 != 9).then_some(base + expires_in_days * GENERATED_DAY + 3600),
+        last_active_at: Some(base - (i % 100) as i64 * 3600),
+    }
+}
+
+/// How [`Simulator::revoke_org_token`] shows a revocation in the inventory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RevokeAs {
+    /// The entry stays, with `status: BLOCKED`.
+    Blocked,
+    /// The entry is gone from the list.
+    Deleted,
+}
+
+/// How the request's key is treated by the inventory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Key {
+    /// No accepted admin key: 401 on both lists.
+    Refused,
+    /// A key from before the 2026 scope split: `api-tokens` only, 403 on `api-keys`.
+    Legacy,
+    Accepted,
+}
+
 /// One simulated organization: its two lists and the faults injected into them.
 pub(crate) struct SimOrg {
     tokens: Vec<OrgToken>,
+    /// Generated tokens listed after `tokens`: (how many, their base time).
+    generated: Option<(usize, i64)>,
     api_keys: Vec<OrgApiKey>,
     /// `api-tokens` pages (1-based) that answer 500.
     failing_pages: HashSet<usize>,
@@ -48,6 +103,7 @@ impl SimOrg {
     fn new() -> Self {
         Self {
             tokens: Vec::new(),
+            generated: None,
             api_keys: Vec::new(),
             failing_pages: HashSet::new(),
             rate_limited: HashMap::new(),
@@ -77,6 +133,57 @@ impl Simulator {
     /// registered with [`Simulator::add_credential`] (behaviour `Valid`) may list them.
     pub fn add_org_tokens(&self, org_id: &str, tokens: Vec<OrgToken>) {
         self.with_org(org_id, |o| o.tokens.extend(tokens));
+    }
+
+    /// Adds `count` generated user API tokens (listed after the explicit ones), made up page
+    /// by page from their index ([`generated_org_token`] with `base` = now), so that an
+    /// organization of 250,000 tokens costs no memory. Replaces earlier generated ones.
+    pub fn add_generated_org_tokens(&self, org_id: &str, count: usize) -> i64 {
+        let base = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+        self.with_org(org_id, |o| o.generated = Some((count, base)));
+        base
+    }
+
+    /// Sets a user API token's `status` (`ALLOWED`, `BLOCKED`, …); true if it exists.
+    pub fn set_org_token_status(&self, org_id: &str, token_id: &str, status: &str) -> bool {
+        self.with_org(org_id, |o| {
+            o.tokens
+                .iter_mut()
+                .find(|t| t.id == token_id)
+                .map(|t| t.status = status.to_string())
+                .is_some()
+        })
+    }
+
+    /// An admin revokes a user API token whose secret is `secret`: the inventory shows it
+    /// at once (`BLOCKED` or gone), but the credential keeps authenticating for
+    /// `still_works_for` before it is [`Behaviour::Dead`](crate::Behaviour::Dead), as
+    /// Atlassian's revocations take 10–20 minutes to propagate. True if the entry existed.
+    pub fn revoke_org_token(
+        &self,
+        org_id: &str,
+        token_id: &str,
+        how: RevokeAs,
+        secret: &str,
+        still_works_for: Duration,
+    ) -> bool {
+        let found = match how {
+            RevokeAs::Blocked => self.set_org_token_status(org_id, token_id, "BLOCKED"),
+            RevokeAs::Deleted => self.remove_org_token(org_id, token_id),
+        };
+        self.dies_after(secret, still_works_for);
+        found
+    }
+
+    /// Deletes an admin API key from the list; true if it existed.
+    pub fn remove_org_api_key(&self, org_id: &str, key_id: &str) -> bool {
+        self.with_org(org_id, |o| {
+            let before = o.api_keys.len();
+            o.api_keys.retain(|k| k.id != key_id);
+            o.api_keys.len() != before
+        })
     }
 
     /// Adds admin API keys to an organization (created on first use).
@@ -221,20 +328,30 @@ fn org_key_json(k: &OrgApiKey, org_id: &str) -> Value {
     })
 }
 
-/// One page of a list; `authorized`: the request carries an accepted admin key.
+/// One page of a list, for a request whose admin key is treated as `key`.
 pub(crate) fn answer(
     sim: &Simulator,
     prefix: &str,
     org_id: &str,
     list: OrgList,
     query: Option<&str>,
-    authorized: bool,
+    key: Key,
 ) -> Response {
-    if !authorized {
-        return json_response(
-            StatusCode::UNAUTHORIZED,
-            json!({"code": 401, "message": "Unauthorized"}),
-        );
+    match (key, list) {
+        (Key::Refused, _) => {
+            return json_response(
+                StatusCode::UNAUTHORIZED,
+                json!({"code": 401, "message": "Unauthorized"}),
+            )
+        }
+        // What the API gateway answers a key that lacks the scope an endpoint needs.
+        (Key::Legacy, OrgList::ApiKeys) => {
+            return json_response(
+                StatusCode::FORBIDDEN,
+                json!({"code": 403, "message": "Unauthorized; scope does not match"}),
+            )
+        }
+        _ => {}
     }
     let offset_now = sim.inner.started.elapsed();
     let mut orgs = lock(&sim.inner.orgs);
@@ -304,15 +421,18 @@ pub(crate) fn answer(
         return resp;
     }
     let (total, data): (usize, Vec<Value>) = match list {
-        OrgList::ApiTokens => (
-            org.tokens.len(),
-            org.tokens
-                .iter()
-                .skip(offset)
-                .take(page_size)
-                .map(|t| org_token_json(t, org_id))
-                .collect(),
-        ),
+        OrgList::ApiTokens => {
+            let (generated, base) = org.generated.unwrap_or((0, 0));
+            let explicit = org.tokens.len();
+            let total = explicit + generated;
+            let data = (offset..total.min(offset.saturating_add(page_size)))
+                .map(|i| match org.tokens.get(i) {
+                    Some(t) => org_token_json(t, org_id),
+                    None => org_token_json(&generated_org_token(i - explicit, base), org_id),
+                })
+                .collect();
+            (total, data)
+        }
         OrgList::ApiKeys => (
             org.api_keys.len(),
             org.api_keys
@@ -464,5 +584,122 @@ mod tests {
         assert_eq!(r.status, 429, "over budget");
         assert!(r.header("retry-after").is_none());
         assert_eq!(sim.org_throttled("o1"), 2);
+    }
+
+    #[tokio::test]
+    async fn a_key_from_before_the_scope_split_lists_tokens_but_not_keys() {
+        let sim = Simulator::new();
+        sim.add_credential("oldkey", cred(Behaviour::Valid));
+        sim.legacy_admin_key("oldkey");
+        sim.add_org_tokens(
+            "o1",
+            vec![OrgToken {
+                id: "t1".into(),
+                label: "l".into(),
+                status: "ALLOWED".into(),
+                account_id: "a".into(),
+                user_name: "Alice Example".into(),
+                user_email: EMAIL.into(),
+                created_at: 0,
+                expires_at: None,
+                last_active_at: None,
+            }],
+        );
+        let running = start(&sim).await;
+        let base = running.base_url();
+        let r = bearer(
+            &format!("{base}/admin/api-access/v1/orgs/o1/api-tokens"),
+            "oldkey",
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["data"][0]["id"], "t1");
+        let r = bearer(
+            &format!("{base}/admin/api-access/v1/orgs/o1/api-keys"),
+            "oldkey",
+        )
+        .await;
+        assert_eq!(r.status, 403);
+        assert_eq!(r.json()["message"], "Unauthorized; scope does not match");
+    }
+
+    #[tokio::test]
+    async fn generated_tokens_are_paged_after_the_explicit_ones() {
+        let sim = Simulator::new();
+        sim.add_credential("adminkey", cred(Behaviour::Valid));
+        sim.add_org_tokens("o1", vec![generated_org_token(0, 0)]);
+        let base_time = sim.add_generated_org_tokens("o1", 250_000);
+        let running = start(&sim).await;
+        let list = format!(
+            "{}/admin/api-access/v1/orgs/o1/api-tokens",
+            running.base_url()
+        );
+        // The last page: offset 249,901 of 250,001 entries.
+        let url = format!("{list}?pageSize=100&cursor={}", encode_cursor(249_901));
+        let v = bearer(&url, "adminkey").await.json();
+        let data = v["data"].as_array().unwrap();
+        assert_eq!(data.len(), 100);
+        assert_eq!(data[0]["id"], "gen-0249900");
+        assert_eq!(data[99]["id"], "gen-0249999");
+        assert_eq!(v["links"]["next"], Value::Null);
+        assert_eq!(data[25]["status"], "BLOCKED", "i % 50 == 25");
+        assert_eq!(data[99]["status"], "ALLOWED");
+        assert_eq!(data[99]["expiresAt"], Value::Null, "i % 10 == 9");
+        let t = generated_org_token(249_900, base_time);
+        assert_eq!(data[0]["expiresAt"], rfc3339(t.expires_at.unwrap()));
+        assert_eq!(data[0]["user"]["id"], "gen-acc-4900");
+    }
+
+    #[tokio::test]
+    async fn a_revoked_token_turns_blocked_at_once_and_stops_working_later() {
+        let sim = Simulator::new();
+        sim.add_credential("adminkey", cred(Behaviour::Valid));
+        sim.add_credential("usertoken", cred(Behaviour::Valid));
+        sim.add_org_tokens(
+            "o1",
+            vec![generated_org_token(1, 0), generated_org_token(2, 0)],
+        );
+        let running = start(&sim).await;
+        let base = running.base_url();
+        let list = format!("{base}/admin/api-access/v1/orgs/o1/api-tokens");
+        let myself = format!("{base}/rest/api/3/myself");
+        assert!(sim.revoke_org_token(
+            "o1",
+            "gen-0000001",
+            RevokeAs::Blocked,
+            "usertoken",
+            Duration::from_millis(300)
+        ));
+        let v = bearer(&list, "adminkey").await.json();
+        assert_eq!(v["data"][0]["status"], "BLOCKED");
+        assert_eq!(
+            basic(&myself, EMAIL, "usertoken").await.status,
+            200,
+            "still works"
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            basic(&myself, EMAIL, "usertoken").await.status,
+            401,
+            "now dead"
+        );
+
+        assert!(sim.revoke_org_token(
+            "o1",
+            "gen-0000002",
+            RevokeAs::Deleted,
+            "usertoken",
+            Duration::ZERO
+        ));
+        let v = bearer(&list, "adminkey").await.json();
+        assert_eq!(v["data"].as_array().unwrap().len(), 1);
+        assert!(!sim.set_org_token_status("o1", "gen-0000002", "ALLOWED"));
+        assert!(sim.set_behaviour("usertoken", Behaviour::Valid));
+        assert_eq!(
+            basic(&myself, EMAIL, "usertoken").await.status,
+            200,
+            "revived"
+        );
+        assert!(!sim.remove_org_api_key("o1", "none"));
     }
 }

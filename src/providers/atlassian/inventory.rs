@@ -1,8 +1,10 @@
 //! The organization inventory client (README "Organization inventory"): every user API
 //! token and admin API key an organization has, listed through the Admin API ("API
-//! Access", `read:tokens:admin`). [`fetch_inventory`] returns a listing only when *every*
-//! page of *both* lists arrived, so a failed page never publishes half a list; the
-//! scheduler's inventory loop hands it to the state.
+//! Access"). The two lists stand alone: [`fetch_inventory`] returns each list only when
+//! *every* page of *that* list arrived, so a failed page never publishes half a list, and
+//! a list that fails (e.g. a 403 on API keys for a key from before Atlassian's 2026 scope
+//! split, which can read `read:tokens:admin` but not `read:keys:admin`) does not hold back
+//! the other. The scheduler's inventory loop hands both results to the state.
 //!
 //! What the lists contain is untrusted: ids and labels are clipped, and the owner's name
 //! and e-mail address are never deserialized (the types below have no field for them).
@@ -24,9 +26,11 @@ use crate::util::{clip, MAX_UPSTREAM_LABEL};
 
 /// Entries per page; the API's maximum.
 pub const PAGE_SIZE: u32 = 100;
-/// A cursor that never ends must not keep a run going forever: 1,000 pages are 100,000
-/// tokens, far more than any organization has.
-pub const MAX_PAGES: usize = 1000;
+/// Pages one list may take by default (`organizations[].max_pages`): a cursor that never
+/// ends must not keep a run going forever, and 2,500 pages are 250,000 entries.
+pub const MAX_PAGES: usize = 2500;
+/// The largest `max_pages` a configuration may set (10 million entries per list).
+pub const MAX_PAGES_LIMIT: usize = 100_000;
 /// 429s one run absorbs (waiting as asked) before it gives up until the next run.
 pub const MAX_RATE_LIMIT_RETRIES: u32 = 5;
 /// Total time one run may spend waiting for rate limits (429 or an exhausted budget). A
@@ -58,27 +62,66 @@ pub struct ListedKey {
     pub expires_at: Option<i64>,
 }
 
-/// One complete listing of an organization, keyed by id.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Inventory {
-    pub tokens: BTreeMap<String, ListedToken>,
-    pub api_keys: BTreeMap<String, ListedKey>,
-    /// Pages fetched (both lists), for logs.
-    pub pages: usize,
+/// One run over both lists of an organization: each list complete (keyed by id) or why
+/// not. A failed list says nothing about the other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryRun {
+    pub api_tokens: Result<BTreeMap<String, ListedToken>, InventoryError>,
+    pub api_keys: Result<BTreeMap<String, ListedKey>, InventoryError>,
+    /// Pages fetched per list (whether or not the list completed), for logs.
+    pub token_pages: usize,
+    pub key_pages: usize,
+}
+
+impl InventoryRun {
+    /// A run that could not start (no key): both lists fail with `error`.
+    pub fn failed(error: InventoryError) -> Self {
+        Self {
+            api_tokens: Err(error.clone()),
+            api_keys: Err(error),
+            token_pages: 0,
+            key_pages: 0,
+        }
+    }
+
+    /// How long the server asked us to stay away (the longer of both lists), if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        let wait = |r: Result<(), &InventoryError>| r.err().and_then(InventoryError::retry_after);
+        wait(self.api_tokens.as_ref().map(|_| ())).max(wait(self.api_keys.as_ref().map(|_| ())))
+    }
 }
 
 /// The two lists of the API Access API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum List {
     ApiTokens,
     ApiKeys,
 }
 
 impl List {
+    pub const ALL: [List; 2] = [List::ApiTokens, List::ApiKeys];
+
+    /// The path segment (`api-tokens`, `api-keys`), also used in error messages.
     pub fn as_str(self) -> &'static str {
         match self {
             List::ApiTokens => "api-tokens",
             List::ApiKeys => "api-keys",
+        }
+    }
+
+    /// The `list` label: `api_tokens`, `api_keys`.
+    pub fn label(self) -> &'static str {
+        match self {
+            List::ApiTokens => "api_tokens",
+            List::ApiKeys => "api_keys",
+        }
+    }
+
+    /// The admin key scope the list needs since Atlassian's 2026 scope split.
+    pub fn scope(self) -> &'static str {
+        match self {
+            List::ApiTokens => "read:tokens:admin",
+            List::ApiKeys => "read:keys:admin",
         }
     }
 }
@@ -100,7 +143,7 @@ pub enum InventoryError {
         page: usize,
         error: ProbeError,
     },
-    #[error("{list} page {page}: HTTP {status}: the admin API key was refused (it needs the read:tokens:admin scope)")]
+    #[error("{list} page {page}: HTTP {status}: the admin API key was refused ({})", refusal_hint(*.list, *.status))]
     Refused {
         list: List,
         page: usize,
@@ -136,7 +179,31 @@ pub enum InventoryError {
     },
 }
 
+/// Why a key is refused: a 403 on API keys is most likely a key from before the 2026 scope
+/// split (README "Organization inventory").
+fn refusal_hint(list: List, status: u16) -> String {
+    match (list, status) {
+        (List::ApiKeys, 403) => format!(
+            "it lacks the {} scope: keys created before Atlassian's 2026 scope split can read API tokens but not API keys; \
+             create a key with both the API tokens and the API keys read scopes to list them",
+            list.scope()
+        ),
+        (_, 403) => format!("it lacks the {} scope", list.scope()),
+        _ => format!("it needs the {} scope", list.scope()),
+    }
+}
+
 impl InventoryError {
+    /// The scope the key seems to lack: set for a 403 (recognised, but not allowed).
+    pub fn missing_scope(&self) -> Option<&'static str> {
+        match self {
+            InventoryError::Refused {
+                list, status: 403, ..
+            } => Some(list.scope()),
+            _ => None,
+        }
+    }
+
     /// How long the server asked us to stay away, if it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -355,18 +422,21 @@ struct Run<'a> {
     /// Set when a page said the budget is spent (`X-RateLimit-Remaining: 0`): the next
     /// request, of either list, first waits for the reset instead of provoking a 429.
     pause_before_next: Option<Duration>,
+    /// Pages fetched of the list being listed.
     pages: usize,
 }
 
-/// Lists both lists completely, or fails. `permits` (the probes' concurrency limit) is held
-/// only while a request is in flight, never while waiting out a rate limit.
+/// Lists both lists, each completely or not at all; the second is listed whatever became
+/// of the first (they share the run's rate-limit budget). `permits` (the probes'
+/// concurrency limit) is held only while a request is in flight, never while waiting out a
+/// rate limit.
 pub async fn fetch_inventory(
     client: &HttpClient,
     org: OrgTarget<'_>,
     secret: &Secret,
     limits: Limits,
     permits: Option<&Semaphore>,
-) -> Result<Inventory, InventoryError> {
+) -> InventoryRun {
     let mut run = Run {
         client,
         org,
@@ -378,13 +448,15 @@ pub async fn fetch_inventory(
         pause_before_next: None,
         pages: 0,
     };
-    let tokens = run.list::<WireToken>(List::ApiTokens).await?;
-    let api_keys = run.list::<WireKey>(List::ApiKeys).await?;
-    Ok(Inventory {
-        tokens,
+    let api_tokens = run.list::<WireToken>(List::ApiTokens).await;
+    let token_pages = std::mem::take(&mut run.pages);
+    let api_keys = run.list::<WireKey>(List::ApiKeys).await;
+    InventoryRun {
+        api_tokens,
         api_keys,
-        pages: run.pages,
-    })
+        token_pages,
+        key_pages: run.pages,
+    }
 }
 
 impl Run<'_> {
@@ -552,15 +624,12 @@ mod tests {
         }
     }
 
-    async fn fetch(base: &str) -> Result<Inventory, InventoryError> {
-        fetch_with(base, KEY, limits()).await
+    /// The API tokens list of a run, or its error (most tests look at that list).
+    async fn fetch(base: &str) -> Result<BTreeMap<String, ListedToken>, InventoryError> {
+        fetch_with(base, KEY, limits()).await.api_tokens
     }
 
-    async fn fetch_with(
-        base: &str,
-        key: &str,
-        limits: Limits,
-    ) -> Result<Inventory, InventoryError> {
+    async fn fetch_with(base: &str, key: &str, limits: Limits) -> InventoryRun {
         let client = HttpClient::new().unwrap();
         let base = url(base);
         let org = OrgTarget {
@@ -715,12 +784,65 @@ mod tests {
     #[tokio::test]
     async fn lists_every_page_of_both_lists() {
         let (running, sim) = sim_with_org(250).await;
-        let inv = fetch(&running.base_url()).await.unwrap();
-        assert_eq!(inv.tokens.len(), 250);
-        assert_eq!(inv.api_keys.len(), 1);
-        assert_eq!(inv.pages, 4, "3 token pages of 100 + 1 key page");
+        let run = fetch_with(&running.base_url(), KEY, limits()).await;
+        let tokens = run.api_tokens.unwrap();
+        assert_eq!(tokens.len(), 250);
+        assert_eq!(run.api_keys.unwrap().len(), 1);
+        assert_eq!(
+            (run.token_pages, run.key_pages),
+            (3, 1),
+            "3 token pages of 100"
+        );
         assert_eq!(sim.org_requests("org-1"), 4);
-        assert_eq!(inv.tokens["tok-249"].account_id.as_deref(), Some("acc-4"));
+        assert_eq!(tokens["tok-249"].account_id.as_deref(), Some("acc-4"));
+    }
+
+    #[tokio::test]
+    async fn a_403_on_api_keys_names_the_missing_scope_and_keeps_the_tokens() {
+        let (running, sim) = sim_with_org(150).await;
+        sim.legacy_admin_key(KEY);
+        let run = fetch_with(&running.base_url(), KEY, limits()).await;
+        assert_eq!(run.api_tokens.unwrap().len(), 150);
+        let err = run.api_keys.unwrap_err();
+        assert_eq!(
+            err,
+            InventoryError::Refused {
+                list: List::ApiKeys,
+                page: 1,
+                status: 403
+            }
+        );
+        assert_eq!(err.missing_scope(), Some("read:keys:admin"));
+        let text = err.to_string();
+        assert!(text.starts_with("api-keys page 1: HTTP 403: the admin API key was refused (it lacks the read:keys:admin scope"), "{text}");
+        assert!(text.contains("2026 scope split"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_failing_token_page_does_not_hold_back_the_keys_and_pages_are_capped_per_list() {
+        let (running, sim) = sim_with_org(250).await;
+        sim.fail_org_page("org-1", 2);
+        let run = fetch_with(&running.base_url(), KEY, limits()).await;
+        assert_eq!(run.retry_after(), None);
+        assert!(matches!(
+            run.api_tokens,
+            Err(InventoryError::Fetch { page: 2, .. })
+        ));
+        assert_eq!(run.api_keys.unwrap().len(), 1);
+        sim.clear_org_failures("org-1");
+        let capped = Limits {
+            max_pages: 2,
+            ..limits()
+        };
+        let run = fetch_with(&running.base_url(), KEY, capped).await;
+        assert_eq!(
+            run.api_tokens.unwrap_err(),
+            InventoryError::TooManyPages {
+                list: List::ApiTokens,
+                max: 2
+            }
+        );
+        assert_eq!(run.api_keys.unwrap().len(), 1, "one page: within the cap");
     }
 
     #[tokio::test]
@@ -728,9 +850,9 @@ mod tests {
         let (running, sim) = sim_with_org(150).await;
         sim.rate_limit_org_request("org-1", 2, Some("1"));
         let started = Instant::now();
-        let inv = fetch(&running.base_url()).await.unwrap();
+        let tokens = fetch(&running.base_url()).await.unwrap();
         assert!(started.elapsed() >= Duration::from_secs(1));
-        assert_eq!(inv.tokens.len(), 150);
+        assert_eq!(tokens.len(), 150);
         assert_eq!(sim.org_requests("org-1"), 4, "page 2 asked twice");
     }
 
@@ -740,7 +862,7 @@ mod tests {
         for n in 1..=3 {
             sim.rate_limit_org_request("org-1", n, Some("1"));
         }
-        let err = fetch_with(
+        let run = fetch_with(
             &running.base_url(),
             KEY,
             Limits {
@@ -748,8 +870,9 @@ mod tests {
                 ..limits()
             },
         )
-        .await
-        .unwrap_err();
+        .await;
+        assert_eq!(run.retry_after(), Some(Duration::from_secs(1)));
+        let err = run.api_tokens.unwrap_err();
         assert!(
             matches!(err, InventoryError::RateLimited { page: 1, .. }),
             "{err}"
@@ -775,6 +898,7 @@ mod tests {
         );
         let err = fetch_with(&running.base_url(), "ATATT3xWRONG", limits())
             .await
+            .api_tokens
             .unwrap_err();
         assert_eq!(err.to_string(), "api-tokens page 1: HTTP 401: the admin API key was refused (it needs the read:tokens:admin scope)");
         assert!(!err.to_string().contains("WRONG"));
@@ -842,7 +966,8 @@ mod tests {
                 max: 20
             }
         );
-        assert_eq!(hits.load(Ordering::SeqCst), 20);
+        // The API keys list hits the same cap on its own: 20 pages each.
+        assert_eq!(hits.load(Ordering::SeqCst), 40);
     }
 
     #[tokio::test]
@@ -853,7 +978,7 @@ mod tests {
             matches!(err, InventoryError::CursorLoop { page: 2, .. }),
             "{err}"
         );
-        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        assert_eq!(hits.load(Ordering::SeqCst), 4, "2 pages of each list");
     }
 
     #[tokio::test]
@@ -865,7 +990,11 @@ mod tests {
             matches!(err, InventoryError::ForeignNextLink { page: 1, .. }),
             "{err}"
         );
-        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            2,
+            "the first page of each list"
+        );
         assert_eq!(
             elsewhere_hits.load(Ordering::SeqCst),
             0,
