@@ -1375,6 +1375,84 @@ const FLOOD: Duration = Duration::from_secs(20);
 /// The two floods run one at a time (each keeps both cores busy on its own).
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// What the observer saw during a flood.
+struct Observed {
+    healthy: Vec<Duration>,
+    scrapes: Vec<Duration>,
+    max_threads: u64,
+    /// The worst gap between two probes of a fast token.
+    gap: Duration,
+}
+
+/// Runs `clients` (each looping until [`FLOOD`] has passed since the instant it is given)
+/// with both cores busy, while an observer asks `/-/healthy` and `/metrics` (with `auth`)
+/// every `every`, and reads the exporter's thread count. Asserts both always answer 200.
+async fn flood(
+    fleet: &Fleet,
+    e: &Proc,
+    auth: Option<(&str, &str)>,
+    every: Duration,
+    clients: impl FnOnce(Instant) -> Vec<tokio::task::JoinHandle<()>>,
+) -> Observed {
+    let addr = e.addr().to_string();
+    let last_probe = || {
+        fleet
+            .sim
+            .sim
+            .request_offsets_for(&fleet.fast_secrets[0])
+            .last()
+            .copied()
+            .unwrap_or_default()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let burners = burn_cores(stop.clone());
+    let window_from = last_probe();
+    let started = Instant::now();
+    let clients = clients(started);
+    let mut seen = Observed {
+        healthy: Vec::new(),
+        scrapes: Vec::new(),
+        max_threads: 0,
+        gap: Duration::ZERO,
+    };
+    while started.elapsed() < FLOOD {
+        let t = Instant::now();
+        assert_eq!(http(&addr, "/-/healthy", None).await.unwrap().status, 200);
+        seen.healthy.push(t.elapsed());
+        let t = Instant::now();
+        let r = http(&addr, "/metrics", auth).await.unwrap();
+        assert_eq!(r.status, 200, "/metrics during the flood");
+        seen.scrapes.push(t.elapsed());
+        seen.max_threads = seen.max_threads.max(e.threads());
+        tokio::time::sleep(every).await;
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    let window_to = last_probe().max(window_from);
+    stop.store(true, Ordering::Relaxed);
+    for b in burners {
+        b.join().unwrap();
+    }
+    seen.healthy.sort();
+    seen.scrapes.sort();
+    seen.gap = fleet.worst_gap(window_from, window_to);
+    assert!(
+        *seen.healthy.last().unwrap() < Duration::from_secs(3),
+        "/-/healthy too slow"
+    );
+    assert!(
+        *seen.scrapes.last().unwrap() < Duration::from_secs(10),
+        "/metrics too slow"
+    );
+    assert!(
+        seen.gap < Duration::from_secs(4 * FAST_INTERVAL_S),
+        "probing stalled: gap {:?}",
+        seen.gap
+    );
+    seen
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_password_flood_at_10000_tokens_keeps_probing_health_and_bounds_bcrypt() {
     let _heavy = HEAVY.lock().await;
@@ -1391,109 +1469,60 @@ async fn a_wrong_password_flood_at_10000_tokens_keeps_probing_health_and_bounds_
     let e = start_fleet(&fleet, &[web_arg(&web)], dir.path()).await;
     let addr = e.addr().to_string();
     // The right password once, so it is cached before the flood.
-    assert_eq!(
-        http(&addr, "/metrics", Some(("prom", "right")))
-            .await
-            .unwrap()
-            .status,
-        200
-    );
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let burners = burn_cores(stop.clone());
+    let r = http(&addr, "/metrics", Some(("prom", "right"))).await;
+    assert_eq!(r.unwrap().status, 200);
     let answered = Arc::new(AtomicU64::new(0));
-    let window_from = fleet
-        .sim
-        .sim
-        .request_offsets_for(&fleet.fast_secrets[0])
-        .last()
-        .copied()
-        .unwrap_or_default();
-    let started = Instant::now();
-    let mut clients = Vec::new();
-    for c in 0..300 {
-        let (addr, answered) = (addr.clone(), answered.clone());
-        clients.push(tokio::spawn(async move {
-            let mut n = 0u64;
-            while started.elapsed() < FLOOD {
-                n += 1;
-                let user = if c % 3 == 0 {
-                    format!("nobody{c}")
-                } else {
-                    "prom".to_string()
-                };
-                let password = format!("wrong-{c}-{n}");
-                let r = tokio::time::timeout(
-                    Duration::from_secs(5),
-                    http(&addr, "/metrics", Some((&user, &password))),
-                )
-                .await;
-                if let Ok(Ok(r)) = r {
-                    assert_ne!(r.status, 200, "a wrong password was let in");
-                    answered.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
-    }
-    let (mut healthy, mut scrapes, mut max_threads) = (Vec::new(), Vec::new(), 0);
-    while started.elapsed() < FLOOD {
-        let t = Instant::now();
-        let r = http(&addr, "/-/healthy", None).await.unwrap();
-        assert_eq!(r.status, 200);
-        healthy.push(t.elapsed());
-        let t = Instant::now();
-        let r = http(&addr, "/metrics", Some(("prom", "right")))
-            .await
-            .unwrap();
-        assert_eq!(
-            r.status, 200,
-            "the right (cached) password was refused during the flood"
-        );
-        scrapes.push(t.elapsed());
-        max_threads = max_threads.max(e.threads());
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    for c in clients {
-        c.await.unwrap();
-    }
-    let window_to = fleet
-        .sim
-        .sim
-        .request_offsets_for(&fleet.fast_secrets[0])
-        .last()
-        .copied()
-        .unwrap_or_default()
-        .max(window_from);
-    stop.store(true, Ordering::Relaxed);
-    for b in burners {
-        b.join().unwrap();
-    }
-    healthy.sort();
-    scrapes.sort();
-    let gap = fleet.worst_gap(window_from, window_to);
+    let seen = flood(
+        &fleet,
+        &e,
+        Some(("prom", "right")),
+        Duration::from_millis(500),
+        |started| {
+            (0..300)
+                .map(|c| {
+                    let (addr, answered) = (addr.clone(), answered.clone());
+                    tokio::spawn(async move {
+                        let mut n = 0u64;
+                        while started.elapsed() < FLOOD {
+                            n += 1;
+                            // A third are unknown users; every password is new.
+                            let user = if c % 3 == 0 {
+                                format!("nobody{c}")
+                            } else {
+                                "prom".into()
+                            };
+                            let password = format!("wrong-{c}-{n}");
+                            let patience = Duration::from_secs(5);
+                            let r = tokio::time::timeout(
+                                patience,
+                                http(&addr, "/metrics", Some((&user, &password))),
+                            )
+                            .await;
+                            if let Ok(Ok(r)) = r {
+                                assert_ne!(r.status, 200, "a wrong password was let in");
+                                answered.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    })
+                })
+                .collect()
+        },
+    )
+    .await;
     println!(
-        "wrong-password flood (300 clients, {FLOOD:?}, 10,000 tokens, both cores busy): {} answers (401/429); /-/healthy p50 {:?} max {:?}; authorized /metrics p50 {:?} max {:?}; exporter threads max {max_threads}; worst gap between probes of a {FAST_INTERVAL_S} s token {gap:?}",
+        "wrong-password flood (300 clients, {FLOOD:?}, 10,000 tokens, both cores busy): {} answers (401/429); /-/healthy p50 {:?} max {:?}; authorized /metrics p50 {:?} max {:?}; exporter threads max {}; worst gap between probes of a {FAST_INTERVAL_S} s token {:?}",
         answered.load(Ordering::Relaxed),
-        percentile(&healthy, 0.5),
-        healthy.last().unwrap(),
-        percentile(&scrapes, 0.5),
-        scrapes.last().unwrap(),
+        percentile(&seen.healthy, 0.5),
+        seen.healthy.last().unwrap(),
+        percentile(&seen.scrapes, 0.5),
+        seen.scrapes.last().unwrap(),
+        seen.max_threads,
+        seen.gap,
     );
     assert!(
-        *healthy.last().unwrap() < Duration::from_secs(3),
-        "/-/healthy too slow"
-    );
-    assert!(
-        *scrapes.last().unwrap() < Duration::from_secs(10),
-        "authorized scrapes too slow"
-    );
-    assert!(
-        gap < Duration::from_secs(4 * FAST_INTERVAL_S),
-        "probing stalled: gap {gap:?}"
-    );
-    assert!(
-        max_threads <= 64,
-        "{max_threads} threads: the bcrypt checks are not bounded"
+        seen.max_threads <= 64,
+        "{} threads: the bcrypt checks are not bounded",
+        seen.max_threads
     );
 }
 
@@ -1504,94 +1533,48 @@ async fn a_status_page_flood_at_10000_tokens_keeps_metrics_health_and_probing() 
     let fleet = fleet(10_000).await;
     let e = start_fleet(&fleet, &[], dir.path()).await;
     let addr = e.addr().to_string();
-    let stop = Arc::new(AtomicBool::new(false));
-    let burners = burn_cores(stop.clone());
     let pages = Arc::new(AtomicU64::new(0));
-    let window_from = fleet
-        .sim
-        .sim
-        .request_offsets_for(&fleet.fast_secrets[0])
-        .last()
-        .copied()
-        .unwrap_or_default();
-    let started = Instant::now();
-    let mut clients = Vec::new();
-    for _ in 0..30 {
-        let (addr, pages) = (addr.clone(), pages.clone());
-        clients.push(tokio::spawn(async move {
-            let mut n = 0u32;
-            while started.elapsed() < FLOOD {
-                // Every other request is abandoned after 50 ms.
-                n += 1;
-                let patience = if n % 2 == 0 {
-                    Duration::from_millis(50)
-                } else {
-                    Duration::from_secs(15)
-                };
-                let r = tokio::time::timeout(patience, http(&addr, "/", None)).await;
-                if let Ok(Ok(r)) = r {
-                    assert!(
-                        r.status == 200 || r.status == 503,
-                        "GET / answered {}",
-                        r.status
-                    );
-                    if r.status == 200 {
-                        assert!(r.body.contains("bulk9999"));
-                        pages.fetch_add(1, Ordering::Relaxed);
+    let seen = flood(&fleet, &e, None, Duration::from_millis(200), |started| {
+        (0..30)
+            .map(|_| {
+                let (addr, pages) = (addr.clone(), pages.clone());
+                tokio::spawn(async move {
+                    let mut n = 0u32;
+                    while started.elapsed() < FLOOD {
+                        // Every other request is abandoned after 50 ms.
+                        n += 1;
+                        let patience = if n % 2 == 0 {
+                            Duration::from_millis(50)
+                        } else {
+                            Duration::from_secs(15)
+                        };
+                        let r = tokio::time::timeout(patience, http(&addr, "/", None)).await;
+                        if let Ok(Ok(r)) = r {
+                            assert!(
+                                r.status == 200 || r.status == 503,
+                                "GET / answered {}",
+                                r.status
+                            );
+                            if r.status == 200 {
+                                assert!(r.body.contains("bulk9999"));
+                                pages.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
                     }
-                }
-            }
-        }));
-    }
-    let (mut healthy, mut scrapes) = (Vec::new(), Vec::new());
-    while started.elapsed() < FLOOD {
-        let t = Instant::now();
-        assert_eq!(http(&addr, "/-/healthy", None).await.unwrap().status, 200);
-        healthy.push(t.elapsed());
-        let t = Instant::now();
-        let r = http(&addr, "/metrics", None).await.unwrap();
-        assert_eq!(r.status, 200);
-        scrapes.push(t.elapsed());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    for c in clients {
-        c.await.unwrap();
-    }
-    let window_to = fleet
-        .sim
-        .sim
-        .request_offsets_for(&fleet.fast_secrets[0])
-        .last()
-        .copied()
-        .unwrap_or_default()
-        .max(window_from);
-    stop.store(true, Ordering::Relaxed);
-    for b in burners {
-        b.join().unwrap();
-    }
-    healthy.sort();
-    scrapes.sort();
-    let gap = fleet.worst_gap(window_from, window_to);
+                })
+            })
+            .collect()
+    })
+    .await;
     println!(
-        "status-page flood (30 clients, {FLOOD:?}, 10,000 tokens, both cores busy): {} pages served; /metrics (plain) p50 {:?} p99 {:?} max {:?} ({} scrapes); /-/healthy max {:?}; worst gap between probes of a {FAST_INTERVAL_S} s token {gap:?}",
+        "status-page flood (30 clients, {FLOOD:?}, 10,000 tokens, both cores busy): {} pages served; /metrics (plain) p50 {:?} p99 {:?} max {:?} ({} scrapes); /-/healthy max {:?}; worst gap between probes of a {FAST_INTERVAL_S} s token {:?}",
         pages.load(Ordering::Relaxed),
-        percentile(&scrapes, 0.5),
-        percentile(&scrapes, 0.99),
-        scrapes.last().unwrap(),
-        scrapes.len(),
-        healthy.last().unwrap(),
+        percentile(&seen.scrapes, 0.5),
+        percentile(&seen.scrapes, 0.99),
+        seen.scrapes.last().unwrap(),
+        seen.scrapes.len(),
+        seen.healthy.last().unwrap(),
+        seen.gap,
     );
     assert!(pages.load(Ordering::Relaxed) > 0, "no page was served");
-    assert!(
-        *healthy.last().unwrap() < Duration::from_secs(3),
-        "/-/healthy too slow"
-    );
-    assert!(
-        *scrapes.last().unwrap() < Duration::from_secs(10),
-        "/metrics too slow"
-    );
-    assert!(
-        gap < Duration::from_secs(4 * FAST_INTERVAL_S),
-        "probing stalled: gap {gap:?}"
-    );
 }

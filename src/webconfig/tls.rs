@@ -325,6 +325,9 @@ pub fn server_config(t: &RawTls, base: &Path, http2: bool) -> Result<rustls::Ser
             ))
         }
     };
+    if (!t.client_ca_file.is_empty() || !t.client_ca.is_empty()) && kind == ClientAuth::None {
+        return Err("tls_server_config.client_ca_file: client CA's have been configured without a Client Auth Policy (set client_auth_type)".to_string());
+    }
     let client_ca = if !t.client_ca_file.is_empty() {
         let p = resolve(base, &t.client_ca_file);
         let pem = read_pem_file("client_ca_file", &p)?;
@@ -338,9 +341,6 @@ pub fn server_config(t: &RawTls, base: &Path, http2: bool) -> Result<rustls::Ser
     } else {
         None
     };
-    if client_ca.is_some() && kind == ClientAuth::None {
-        return Err("tls_server_config.client_ca_file: client CA's have been configured without a Client Auth Policy (set client_auth_type)".to_string());
-    }
     if t.client_allowed_sans.is_some()
         && !matches!(kind, ClientAuth::RequireAny | ClientAuth::RequireAndVerify)
     {
