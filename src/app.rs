@@ -12,6 +12,7 @@ use crate::config::{Config, ExpirySource};
 use crate::metrics::MetricsCache;
 use crate::probe::Outcome;
 use crate::scheduler::{probe_token, Scheduler, Spread, TokenCredential, RELOAD_SPREAD};
+use crate::serve::Listeners;
 use crate::server::{router, AppState, ReloadRequest};
 use crate::state::Store;
 use crate::upstream::HttpClient;
@@ -21,28 +22,104 @@ use crate::webconfig::{TlsListener, WebConfig};
 /// How long shutdown waits for open HTTP connections before exiting anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// `:9877` means all interfaces, as in Prometheus' exporters.
-pub fn parse_listen(addr: &str) -> Result<SocketAddr, String> {
-    let full = if addr.starts_with(':') {
-        format!("0.0.0.0{addr}")
-    } else {
-        addr.to_string()
+/// One `--web.listen-address`, split as Go's `net.SplitHostPort`: `host:port`,
+/// `[v6]:port`, `:port`. The port is a number (0 picks a free one).
+pub fn split_listen(addr: &str) -> Result<(String, u16), String> {
+    let bad = || {
+        format!("invalid --web.listen-address {addr:?}: expected host:port, [ipv6]:port or :port")
     };
-    full.parse()
-        .map_err(|_| format!("invalid --web.listen-address {addr:?}: expected host:port or :port"))
+    let (host, port) = if let Some(rest) = addr.strip_prefix('[') {
+        let (host, port) = rest.split_once("]:").ok_or_else(bad)?;
+        (host, port)
+    } else {
+        let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+        if host.contains(':') {
+            return Err(bad());
+        }
+        (host, port)
+    };
+    let port = port.parse::<u16>().map_err(|_| bad())?;
+    Ok((host.to_string(), port))
 }
 
+/// A socket on `[::]:port` that also takes IPv4 (`IPV6_V6ONLY` off), as Go listens for
+/// `:port`; IPv4 only where the machine has no IPv6.
+fn bind_dual_stack(port: u16) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let bind = |domain: Domain, addr: SocketAddr, v6only: Option<bool>| {
+        let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+        if let Some(v) = v6only {
+            s.set_only_v6(v)?;
+        }
+        s.set_reuse_address(true)?;
+        s.bind(&addr.into())?;
+        s.listen(1024)?;
+        s.set_nonblocking(true)?;
+        Ok::<_, std::io::Error>(std::net::TcpListener::from(s))
+    };
+    match bind(Domain::IPV6, SocketAddr::from(([0u16; 8], port)), Some(false)) {
+        Ok(l) => Ok(l),
+        Err(e) if e.raw_os_error() == Some(97) /* EAFNOSUPPORT */ => {
+            tracing::info!("no IPv6 on this machine; listening on IPv4 only");
+            bind(Domain::IPV4, SocketAddr::from(([0, 0, 0, 0], port)), None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Binds one address: `:port`, `0.0.0.0:port` and `[::]:port` dual-stack (as Go), an IP
+/// literal as given, a host name at its first IPv4 address, else its first (as Go).
 async fn bind(addr: &str) -> Result<TcpListener, String> {
-    let sock = parse_listen(addr)?;
-    TcpListener::bind(sock)
-        .await
-        .map_err(|e| format!("cannot listen on {sock}: {e}"))
+    let (host, port) = split_listen(addr)?;
+    let fail = |what: &dyn std::fmt::Display, e: std::io::Error| {
+        format!("cannot listen on {what} (--web.listen-address={addr}): {e}")
+    };
+    if host.is_empty() || host == "0.0.0.0" || host == "::" {
+        let l = bind_dual_stack(port).map_err(|e| fail(&format!(":{port}"), e))?;
+        return TcpListener::from_std(l).map_err(|e| fail(&format!(":{port}"), e));
+    }
+    let sock = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port),
+        Err(_) => {
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .map_err(|e| format!("cannot resolve {host:?} (--web.listen-address={addr}): {e}"))?
+                .collect();
+            found
+                .iter()
+                .find(|a| a.is_ipv4())
+                .or_else(|| found.first())
+                .copied()
+                .ok_or_else(|| format!("{host:?} has no address (--web.listen-address={addr})"))?
+        }
+    };
+    TcpListener::bind(sock).await.map_err(|e| fail(&sock, e))
+}
+
+/// Binds every `--web.listen-address`, in order.
+async fn bind_all(addrs: &[String]) -> Result<Vec<TcpListener>, String> {
+    let mut out = Vec::with_capacity(addrs.len());
+    for a in addrs {
+        out.push(bind(a).await?);
+    }
+    Ok(out)
+}
+
+/// The bound addresses for the start-up line, comma-separated.
+fn listening(listeners: &[TcpListener]) -> String {
+    listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// How the exporter runs (from the command line).
 pub struct ExporterOptions {
     pub config_file: PathBuf,
-    pub listen: String,
+    /// Every `--web.listen-address`.
+    pub listen: Vec<String>,
     pub web: WebConfig,
     /// Poll the config file and reload when its content changes.
     pub auto_reload: Option<Duration>,
@@ -50,7 +127,7 @@ pub struct ExporterOptions {
 
 /// Runs the exporter until SIGTERM/SIGINT.
 pub async fn run_exporter(opts: ExporterOptions) -> Result<(), String> {
-    let (config_file, listen, web) = (opts.config_file.as_path(), opts.listen.as_str(), &opts.web);
+    let (config_file, listen, web) = (opts.config_file.as_path(), &opts.listen, &opts.web);
     // Installed before anything slow: a SIGHUP that arrives while 10,000 tokens are being
     // parsed (a config-reloader sidecar does this) must queue a reload, not kill us.
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -58,7 +135,7 @@ pub async fn run_exporter(opts: ExporterOptions) -> Result<(), String> {
     // Taken before loading, so a change made right after start-up is never missed.
     let loaded_fingerprint = fingerprint(config_file);
     let config = Config::load(config_file).map_err(|e| e.to_string())?;
-    let listener = bind(listen).await?;
+    let listeners = bind_all(listen).await?;
     let store = Arc::new(Store::new());
     warn_if_insecure(&config);
     let mut scheduler = Scheduler::new(
@@ -73,9 +150,9 @@ pub async fn run_exporter(opts: ExporterOptions) -> Result<(), String> {
         config = %config_file.display(),
         tokens = config.tokens.len(),
         organizations = config.organizations.len(),
-        listen = %listener.local_addr().map_or_else(|_| listen.to_string(), |a| a.to_string()),
-        tls = web.tls.is_some(),
-        basic_auth = web.auth.is_some(),
+        listen = %listening(&listeners),
+        tls = web.tls_enabled(),
+        basic_auth = web.basic_auth_enabled(),
         "apitoken-exporter started; first probes are spread over each token's interval"
     );
 
@@ -109,7 +186,7 @@ pub async fn run_exporter(opts: ExporterOptions) -> Result<(), String> {
     // any more, and serving stale gauges would hide that, so go unready and exit non-zero
     // (the orchestrator restarts us).
     let result = tokio::select! {
-        served = serve(listener, state, web) => served,
+        served = serve(listeners, state, web) => served,
         ended = &mut controller => {
             store.set_unready();
             let why = match ended {
@@ -253,23 +330,36 @@ async fn shutdown_signal() {
     }
 }
 
-/// Serves HTTP(S) until a shutdown signal, then drains connections for a bounded time.
-async fn serve(listener: TcpListener, state: AppState, web: &WebConfig) -> Result<(), String> {
+/// Serves HTTP(S) on every listener until a shutdown signal, then drains connections
+/// for a bounded time. The web config file is watched meanwhile.
+async fn serve(
+    listeners: Vec<TcpListener>,
+    state: AppState,
+    web: &WebConfig,
+) -> Result<(), String> {
     let mut app = router(state);
-    if let Some(auth) = &web.auth {
+    if web.has_file() {
         app = app.layer(axum::middleware::from_fn_with_state(
-            auth.clone(),
-            crate::webconfig::require_auth,
+            web.clone(),
+            crate::webconfig::web_layer,
         ));
     }
-    match &web.tls {
-        Some(tls) => {
-            let listener = TlsListener::new(listener, tls.clone())
-                .map_err(|e| format!("cannot start TLS listener: {e}"))?;
-            serve_on(listener, app).await
-        }
-        None => serve_on(listener, app).await,
+    let watcher = web.watch();
+    let listeners = Listeners::new(listeners);
+    let result = if web.tls_enabled() {
+        let web = web.clone();
+        serve_on(
+            TlsListener::new(listeners, Arc::new(move || web.tls())),
+            app,
+        )
+        .await
+    } else {
+        serve_on(listeners, app).await
+    };
+    if let Some(w) = watcher {
+        w.abort();
     }
+    result
 }
 
 async fn serve_on<L: axum::serve::Listener>(listener: L, app: axum::Router) -> Result<(), String> {
@@ -465,17 +555,15 @@ fn check_table(rows: &[CheckRow]) -> String {
 
 /// `demo`: the embedded simulator plus the exporter over it, one token in every state.
 #[cfg(feature = "demo")]
-pub async fn run_demo(listen: &str, web: &WebConfig) -> Result<(), String> {
-    let listener = bind(listen).await?;
+pub async fn run_demo(listen: &[String], web: &WebConfig) -> Result<(), String> {
+    let listeners = bind_all(listen).await?;
     let (config, _sim) = crate::demo::start().await?;
     let store = Arc::new(Store::new());
     let mut scheduler = Scheduler::new(store.clone(), HttpClient::new()?)?;
     scheduler.apply(&config, Spread::Within(crate::demo::FIRST_PROBES_WITHIN));
     store.record_reload(true);
     store.set_ready();
-    let addr = listener
-        .local_addr()
-        .map_or_else(|_| listen.to_string(), |a| a.to_string());
+    let addr = listening(&listeners);
     tracing::info!(
         tokens = config.tokens.len(),
         listen = addr.as_str(),
@@ -486,7 +574,7 @@ pub async fn run_demo(listen: &str, web: &WebConfig) -> Result<(), String> {
         metrics: Arc::new(MetricsCache::new()),
         reload: None,
     };
-    let result = serve(listener, state, web).await;
+    let result = serve(listeners, state, web).await;
     scheduler.stop();
     result
 }

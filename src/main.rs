@@ -18,10 +18,12 @@ struct Cli {
     /// Configuration file (YAML, see README).
     #[arg(long = "config.file", default_value = "config.yaml", global = true)]
     config_file: PathBuf,
-    /// Address to serve /metrics, / and /-/ endpoints on.
+    /// Address to serve /metrics, / and /-/ endpoints on (host:port, [ipv6]:port or :port,
+    /// which listens on IPv4 and IPv6); repeat the flag to listen on several.
     #[arg(long = "web.listen-address", default_value = ":9877", global = true)]
-    listen_address: String,
-    /// Web config in the Prometheus exporter-toolkit format: TLS and basic auth.
+    listen_address: Vec<String>,
+    /// Web config in the Prometheus exporter-toolkit format: TLS, basic auth, headers, rate
+    /// limit; re-read while running.
     #[arg(long = "web.config.file", global = true)]
     web_config_file: Option<PathBuf>,
     /// Log level: debug, info, warn, error.

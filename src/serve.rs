@@ -3,6 +3,7 @@
 //! connections for a bounded time on shutdown.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,5 +86,76 @@ async fn request_timeout(request: Request, next: Next) -> Response {
     match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
         Ok(response) => response,
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "request timed out\n").into_response(),
+    }
+}
+
+/// Several TCP listeners (`--web.listen-address` given more than once) as one: an accept
+/// task per listener feeds a queue.
+pub struct Listeners {
+    rx: tokio::sync::mpsc::Receiver<(tokio::net::TcpStream, SocketAddr)>,
+    locals: Vec<SocketAddr>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Listeners {
+    pub fn new(listeners: Vec<tokio::net::TcpListener>) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let mut locals = Vec::new();
+        let mut tasks = Vec::new();
+        for l in listeners {
+            if let Ok(a) = l.local_addr() {
+                locals.push(a);
+            }
+            let tx = tx.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    match l.accept().await {
+                        Ok(conn) => {
+                            if tx.send(conn).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            // Out of file descriptors and the like: wait, do not spin.
+                            tracing::debug!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            }));
+        }
+        Self { rx, locals, tasks }
+    }
+
+    /// Every address listened on.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.locals
+    }
+}
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Listener for Listeners {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(conn) => conn,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.locals
+            .first()
+            .copied()
+            .ok_or_else(|| std::io::Error::other("no listener"))
     }
 }

@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::Router;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::metrics::{MetricsCache, CONTENT_TYPE};
+use crate::metrics::{MetricsCache, RenderError, CONTENT_TYPE};
 use crate::state::{Health, Store, TokenEntry};
 use crate::util::unix_now;
 
@@ -45,16 +45,22 @@ async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Response {
         .fresh(&s.store)
         .or_else(|| s.metrics.previous_while_rendering(&s.store));
     let rendered = match ready {
-        Some(r) => Some(r),
+        Some(r) => r,
         None => {
             let (metrics, store) = (s.metrics.clone(), s.store.clone());
-            s.metrics
+            match s
+                .metrics
                 .on_render_thread(move || metrics.get(&store))
                 .await
+            {
+                Ok(r) => r,
+                Err(RenderError::Busy) => return busy(),
+                Err(RenderError::Failed) => {
+                    return (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n")
+                        .into_response()
+                }
+            }
         }
-    };
-    let Some(rendered) = rendered else {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response();
     };
     let mut resp = if wants_gzip {
         let mut r = rendered.gzip.into_response();
@@ -70,6 +76,14 @@ async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Response {
     resp.headers_mut()
         .insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     resp
+}
+
+/// The render queue is full: try again in a second.
+fn busy() -> Response {
+    let mut r = (StatusCode::SERVICE_UNAVAILABLE, "busy rendering; retry\n").into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 /// `gzip` listed without `q=0`.
@@ -174,15 +188,23 @@ fn utc(t: f64) -> String {
     })
 }
 
+/// The page is cached per configuration version and second (rendered at most once a
+/// second however many clients ask), on the render thread.
 async fn status_page(State(s): State<AppState>) -> Response {
-    let store = s.store.clone();
+    if let Some(page) = s.metrics.fresh_status_page(&s.store) {
+        return Html(page).into_response();
+    }
+    let (metrics, store) = (s.metrics.clone(), s.store.clone());
     match s
         .metrics
-        .on_render_thread(move || render_status_page(&store))
+        .on_render_thread(move || metrics.status_page(&store, render_status_page))
         .await
     {
-        Some(page) => Html(page).into_response(),
-        None => (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response(),
+        Ok(page) => Html(page).into_response(),
+        Err(RenderError::Busy) => busy(),
+        Err(RenderError::Failed) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response()
+        }
     }
 }
 

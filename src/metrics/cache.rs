@@ -1,6 +1,11 @@
 //! The rendered body, cached per state version and wall-clock second (days-until-expiry
 //! moves with time), gzipped only, so a scrape storm renders once per change instead of
-//! once per request; rendering runs on one dedicated thread.
+//! once per request; rendering runs on one dedicated thread. The status page is cached
+//! the same way (per configuration version and second).
+//!
+//! The render thread's queue is bounded ([`RENDER_QUEUE`]): a request that finds it full
+//! is told [`RenderError::Busy`] at once. A queued job whose requester has gone (the
+//! client disconnected or timed out) is dropped without running.
 
 use bytes::Bytes;
 use prometheus::core::Collector;
@@ -18,6 +23,25 @@ pub const MAX_STALENESS: std::time::Duration = std::time::Duration::from_secs(1)
 /// Work for the render thread.
 pub type RenderJob = Box<dyn FnOnce() + Send>;
 
+/// Jobs waiting for the render thread at most.
+pub const RENDER_QUEUE: usize = 64;
+
+/// Why a job did not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenderError {
+    /// The queue is full: answer 503 and let the client retry.
+    Busy,
+    /// The thread could not be started, has gone, or the job panicked.
+    Failed,
+}
+
+#[derive(Clone)]
+struct Page {
+    config: u64,
+    second: u64,
+    html: Bytes,
+}
+
 /// Caches the rendered body.
 #[derive(Default)]
 pub struct MetricsCache {
@@ -26,7 +50,12 @@ pub struct MetricsCache {
     rendering: Mutex<()>,
     process: Option<prometheus::process_collector::ProcessCollector>,
     /// The one thread that renders (started on first use; ends when the cache is dropped).
-    render_thread: std::sync::OnceLock<Option<std::sync::mpsc::Sender<RenderJob>>>,
+    render_thread: std::sync::OnceLock<Option<std::sync::mpsc::SyncSender<RenderJob>>>,
+    /// The status page last rendered.
+    page: Mutex<Option<Page>>,
+    /// Jobs run and jobs dropped because their requester had gone (tests, figures).
+    ran: std::sync::atomic::AtomicU64,
+    skipped: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone)]
@@ -47,7 +76,43 @@ impl MetricsCache {
             rendering: Mutex::new(()),
             process: Some(prometheus::process_collector::ProcessCollector::for_self()),
             render_thread: std::sync::OnceLock::new(),
+            page: Mutex::new(None),
+            ran: Default::default(),
+            skipped: Default::default(),
         }
+    }
+
+    /// (jobs run, jobs dropped unrun because nobody waited for them any more).
+    pub fn job_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.ran.load(Relaxed), self.skipped.load(Relaxed))
+    }
+
+    /// The cached status page if it is of this configuration and second.
+    pub fn fresh_status_page(&self, store: &Store) -> Option<Bytes> {
+        let now = unix_now() as u64;
+        let config = store.config_version();
+        let page = self.page.lock().unwrap_or_else(|e| e.into_inner());
+        page.as_ref()
+            .filter(|p| p.config == config && p.second == now)
+            .map(|p| p.html.clone())
+    }
+
+    /// The status page: the cached one if still fresh, else `render`ed and cached. Call on
+    /// the render thread ([`MetricsCache::on_render_thread`]).
+    pub fn status_page(&self, store: &Store, render: impl FnOnce(&Store) -> String) -> Bytes {
+        if let Some(p) = self.fresh_status_page(store) {
+            return p;
+        }
+        // Read before rendering, so a change during the render is not hidden.
+        let (config, second) = (store.config_version(), unix_now() as u64);
+        let html = Bytes::from(render(store));
+        *self.page.lock().unwrap_or_else(|e| e.into_inner()) = Some(Page {
+            config,
+            second,
+            html: html.clone(),
+        });
+        html
     }
 
     /// Runs `job` on the cache's render thread and returns its result. Rendering thousands
@@ -57,16 +122,16 @@ impl MetricsCache {
     /// serve a scrape (which grew the resident size several-fold under a scrape storm).
     /// `None` if the thread could not be started or has gone.
     pub async fn on_render_thread<T: Send + 'static>(
-        &self,
+        self: &std::sync::Arc<Self>,
         job: impl FnOnce() -> T + Send + 'static,
-    ) -> Option<T> {
+    ) -> Result<T, RenderError> {
         let sender = self.render_thread.get_or_init(|| {
-            let (tx, rx) = std::sync::mpsc::channel::<RenderJob>();
+            let (tx, rx) = std::sync::mpsc::sync_channel::<RenderJob>(RENDER_QUEUE);
             std::thread::Builder::new()
                 .name("metrics-render".to_string())
                 .spawn(move || {
                     while let Ok(job) = rx.recv() {
-                        // A panicking render answers that one scrape with an error (its
+                        // A panicking render answers that one request with an error (its
                         // reply is dropped) and must not take the thread down with it.
                         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
                     }
@@ -75,13 +140,30 @@ impl MetricsCache {
                 .map(|_| tx)
         });
         let (tx, rx) = tokio::sync::oneshot::channel();
-        sender
-            .as_ref()?
-            .send(Box::new(move || {
-                let _ = tx.send(job());
-            }))
-            .ok()?;
-        rx.await.ok()
+        let counts = std::sync::Arc::downgrade(self);
+        let wrapped: RenderJob = Box::new(move || {
+            use std::sync::atomic::Ordering::Relaxed;
+            let Some(cache) = counts.upgrade() else {
+                return;
+            };
+            if tx.is_closed() {
+                // Nobody waits for this answer any more.
+                cache.skipped.fetch_add(1, Relaxed);
+                return;
+            }
+            cache.ran.fetch_add(1, Relaxed);
+            let _ = tx.send(job());
+        });
+        match sender
+            .as_ref()
+            .ok_or(RenderError::Failed)?
+            .try_send(wrapped)
+        {
+            Ok(()) => {}
+            Err(std::sync::mpsc::TrySendError::Full(_)) => return Err(RenderError::Busy),
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return Err(RenderError::Failed),
+        }
+        rx.await.map_err(|_| RenderError::Failed)
     }
 
     /// The previous body while another scrape is rendering, if the configuration has not
@@ -224,6 +306,87 @@ mod tests {
 
     use super::super::test_support::{probed, store_with};
     use crate::probe::Outcome;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn render_queue_is_bounded_and_abandoned_jobs_do_not_run() {
+        let cache = std::sync::Arc::new(MetricsCache::new());
+        // Hold the render thread until released.
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+        let c = cache.clone();
+        let blocker = tokio::spawn(async move {
+            c.on_render_thread(move || {
+                let _ = started_tx.send(());
+                let _ = release_rx.recv();
+            })
+            .await
+        });
+        started_rx.await.unwrap();
+        // Requests that give up before their turn: their jobs must not run.
+        let ran = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        for _ in 0..10 {
+            let (c, ran) = (cache.clone(), ran.clone());
+            let _ = tokio::time::timeout(
+                Duration::from_millis(20),
+                c.on_render_thread(move || {
+                    ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }),
+            )
+            .await;
+        }
+        // Fill the queue: beyond RENDER_QUEUE the answer is Busy at once.
+        let mut waiting = Vec::new();
+        for _ in 0..(RENDER_QUEUE - 10) {
+            let c = cache.clone();
+            waiting.push(tokio::spawn(async move { c.on_render_thread(|| 1).await }));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = std::time::Instant::now();
+        assert_eq!(
+            cache.on_render_thread(|| 1).await,
+            Err(RenderError::Busy),
+            "the queue is not bounded"
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
+        release_tx.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        for w in waiting {
+            assert_eq!(w.await.unwrap(), Ok(1));
+        }
+        assert_eq!(
+            ran.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "abandoned jobs ran"
+        );
+        assert_eq!(cache.job_counts().1, 10);
+    }
+
+    #[test]
+    fn status_page_is_rendered_once_per_configuration_and_second() {
+        let store = store_with("t", &[], None);
+        let cache = MetricsCache::new();
+        let renders = std::cell::Cell::new(0);
+        let render = |_: &Store| {
+            renders.set(renders.get() + 1);
+            format!("page {}", renders.get())
+        };
+        let first = cache.status_page(&store, render);
+        let again = cache.status_page(&store, render);
+        // Within one second (a render may straddle a second boundary: at most two).
+        assert!(renders.get() <= 2, "{}", renders.get());
+        if renders.get() == 1 {
+            assert_eq!(first, again);
+        }
+        // A configuration change renders at once.
+        let before = renders.get();
+        store.set_tokens(vec![], &|_| false);
+        let _ = cache.status_page(&store, render);
+        assert_eq!(renders.get(), before + 1);
+        // The next second renders again.
+        std::thread::sleep(Duration::from_millis(1100));
+        let _ = cache.status_page(&store, render);
+        assert_eq!(renders.get(), before + 2);
+    }
 
     #[test]
     fn cache_rerenders_on_change() {

@@ -9,7 +9,7 @@ mod exposition;
 mod families;
 mod render;
 
-pub use cache::{MetricsCache, RenderJob, Rendered, MAX_STALENESS};
+pub use cache::{MetricsCache, RenderError, RenderJob, Rendered, MAX_STALENESS, RENDER_QUEUE};
 pub use exposition::{escape_label, CONTENT_TYPE};
 pub use render::{render, render_gzip};
 
