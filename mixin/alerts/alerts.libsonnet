@@ -57,7 +57,8 @@ local promql = import '../lib/promql.libsonnet';
       c.orgExpiry.lifetimeDivisor,
     )) + '\n  and %s > time()' % expiry,
 
-  local rotateHint = 'user API tokens at https://id.atlassian.com/manage-profile/security/api-tokens, admin API keys at admin.atlassian.com > Settings > API keys',
+  // Where to rotate, per vendor (Go template on the alert's provider label).
+  local rotateHint = '{{ if eq $labels.provider "github" }}GitHub > Settings > Developer settings > Personal access tokens (classic: https://github.com/settings/tokens, fine-grained: https://github.com/settings/personal-access-tokens; on GitHub Enterprise Server the same pages on your host){{ else if eq $labels.provider "gitlab" }}GitLab > User settings > Access tokens (https://gitlab.com/-/user_settings/personal_access_tokens, or the same path on a self-managed instance; project and group access tokens under that project or group > Settings > Access tokens){{ else }}user API tokens at https://id.atlassian.com/manage-profile/security/api-tokens, admin API keys at admin.atlassian.com > Settings > API keys{{ end }}',
   local alert(name, severity, expr, summary, description) = {
     alert: name,
     expr: std.rstripChars(expr, '\n') + '\n',
