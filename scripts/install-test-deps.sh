@@ -12,6 +12,8 @@ REQUIRED=(
   "prometheus-alertmanager:prometheus-alertmanager"
   "amtool:prometheus-alertmanager"
   "chromium:chromium"
+  # building jemalloc (the exporter's allocator, tikv-jemalloc-sys) runs make
+  "make:make"
 )
 
 missing_pkgs=()
