@@ -8,6 +8,11 @@
 # builder since Docker 23; podman/buildah support it too) for the cache mounts and --chmod.
 
 FROM rust:1-slim-bookworm AS build
+# jemalloc, the global allocator (src/main.rs), is compiled from C with configure + make;
+# the slim image has gcc but not make.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends make \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # The whole workspace: the exporter (src/) and the simulator crate (sim/), which the
 # default feature `demo` builds in for the `demo` subcommand.

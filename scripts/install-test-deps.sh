@@ -48,6 +48,8 @@ REQUIRED=(
   "amtool:prometheus-alertmanager"
   "chromium:chromium"
   "jsonnet:jsonnet"
+  # building jemalloc (the exporter's allocator, tikv-jemalloc-sys) runs make
+  "make:make"
 )
 
 missing_pkgs=()
