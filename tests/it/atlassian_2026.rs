@@ -4,12 +4,12 @@
 //! their scopes, and service accounts authenticate with OAuth 2.0 client credentials.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use apitoken_sim::{Behaviour, Credential, RunningSimulator, ScopedToken, Simulator};
 
-const BIN: &str = env!("CARGO_BIN_EXE_apitoken_exporter");
+use crate::harness::Exporter;
+
 const EMAIL: &str = "svc@acme.example";
 const CLIENT_SECRET: &str = "oauth-client-secret-NEVER-SHOWN";
 
@@ -22,91 +22,17 @@ fn cred(account: &str, behaviour: Behaviour) -> Credential {
     }
 }
 
-/// The exporter binary on 127.0.0.1:0 with `config`; killed by PID on drop.
-struct Exporter {
-    /// Held while this exporter runs, so the soak can have the machine to itself.
-    _gate: crate::harness::gate::Shared,
-    child: Child,
-    base: String,
-    log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
+/// The `/metrics` text.
+async fn metrics(e: &Exporter) -> String {
+    e.scrape().await.text().to_string()
 }
 
-impl Exporter {
-    fn start(config: &str, env: &[(&str, &str)]) -> Exporter {
-        let gate = crate::harness::gate::shared();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.yaml");
-        std::fs::write(&path, config).unwrap();
-        let log = dir.path().join("log");
-        let mut child = Command::new(BIN)
-            .arg(format!("--config.file={}", path.display()))
-            .arg("--web.listen-address=127.0.0.1:0")
-            .arg("--log.level=debug")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let base = loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(addr) = text.split_whitespace().find_map(|w| {
-                w.strip_prefix("listen=")
-                    .map(|a| a.trim_matches('"').to_string())
-            }) {
-                break format!("http://{addr}");
-            }
-            assert!(
-                Instant::now() < deadline && child.try_wait().unwrap().is_none(),
-                "exporter did not start:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        Exporter {
-            _gate: gate,
-            child,
-            base,
-            log,
-            _dir: dir,
-        }
-    }
-
-    async fn get(&self, path: &str) -> String {
-        let url = format!("{}{path}", self.base);
-        reqwest::get(url).await.unwrap().text().await.unwrap()
-    }
-
-    async fn metrics(&self) -> String {
-        self.get("/metrics").await
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Polls `/metrics` until `ready` holds (at most `within`), returning that body.
-    async fn wait_for(&self, within: Duration, ready: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let m = self.metrics().await;
-            if ready(&m) {
-                return m;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "condition not met in {within:?}:\n{m}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Polls `/metrics` until `ready` holds on its text (at most `within`).
+async fn wait_for(e: &Exporter, within: Duration, ready: impl Fn(&str) -> bool) -> String {
+    e.wait_for(within, "the condition", |m| ready(m.text()))
+        .await
+        .text()
+        .to_string()
 }
 
 /// The value of the sample whose name and labels start with `series` (e.g.
@@ -163,7 +89,7 @@ async fn a_dead_token_whose_side_probe_fails_every_second_probe_stays_anonymous_
     let mut seen_anonymous = false;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let m = exporter.metrics().await;
+        let m = metrics(&exporter).await;
         if let Some(v) = value(&m, "apitoken_anonymous_fallback{token=\"flip\"") {
             seen_anonymous = true;
             assert_eq!(
@@ -218,9 +144,14 @@ async fn a_rate_limited_side_probe_is_rate_limited_and_its_retry_after_honoured(
         &config(&[jira_token("side", &running.base_url(), "SIDE", "")]),
         &[("SIDE", "ATATT3xSIDE429")],
     );
-    let m = exporter.wait_for(Duration::from_secs(20), |m| {
-        value(m, "apitoken_probe_errors_total{token=\"side\",provider=\"jira\",reason=\"rate_limited\"").is_some()
-    }).await;
+    let m = wait_for(&exporter, Duration::from_secs(20), |m| {
+        value(
+            m,
+            "apitoken_probe_errors_total{token=\"side\",provider=\"jira\",reason=\"rate_limited\"",
+        )
+        .is_some()
+    })
+    .await;
     assert_eq!(
         value(&m, "apitoken_probe_interval_seconds{token=\"side\""),
         Some(120.0),
@@ -231,7 +162,7 @@ async fn a_rate_limited_side_probe_is_rate_limited_and_its_retry_after_honoured(
         None,
         "no conclusion yet:\n{m}"
     );
-    let page = exporter.get("/").await;
+    let page = exporter.get("/").await.1;
     assert!(page.contains("rate_limited"), "{page}");
 }
 
@@ -258,7 +189,7 @@ async fn a_bitbucket_api_token_without_read_user_is_forbidden_and_shows_its_scop
         &config(&[bb("repo-only", "REPO"), bb("full", "FULL")]),
         &[("REPO", "ATATT3xBBREPO"), ("FULL", "ATATT3xBBFULL")],
     );
-    let m = exporter.wait_for(Duration::from_secs(20), |m| {
+    let m = wait_for(&exporter, Duration::from_secs(20), |m| {
         value(m, "apitoken_probe_errors_total{token=\"repo-only\",provider=\"bitbucket\",reason=\"forbidden\"").is_some()
             && value(m, "apitoken_valid{token=\"full\"").is_some()
     }).await;
@@ -279,12 +210,12 @@ async fn a_bitbucket_api_token_without_read_user_is_forbidden_and_shows_its_scop
         m.contains("token=\"repo-only\"") && m.contains("credential_type=\"api_token\""),
         "{m}"
     );
-    let page = exporter.get("/").await;
+    let page = exporter.get("/").await.1;
     assert!(
         page.contains("forbidden") && page.contains("read:user:bitbucket"),
         "{page}"
     );
-    let logs = exporter.logs();
+    let logs = exporter.output();
     assert!(
         logs.contains("read:user:bitbucket"),
         "the log names the missing scope:\n{logs}"
@@ -311,16 +242,15 @@ async fn a_service_account_authenticates_with_client_credentials_and_reuses_its_
         &config(&[oauth_token("sa", &running.base_url(), "sa-client")]),
         &[("CLIENT_SECRET", CLIENT_SECRET)],
     );
-    let m = exporter
-        .wait_for(Duration::from_secs(20), |m| {
-            value(
-                m,
-                "apitoken_probes_total{token=\"sa\",provider=\"jira\",result=\"valid\"",
-            )
-            .unwrap_or(0.0)
-                >= 3.0
-        })
-        .await;
+    let m = wait_for(&exporter, Duration::from_secs(20), |m| {
+        value(
+            m,
+            "apitoken_probes_total{token=\"sa\",provider=\"jira\",result=\"valid\"",
+        )
+        .unwrap_or(0.0)
+            >= 3.0
+    })
+    .await;
     assert_eq!(
         sim.oauth_exchanges("sa-client"),
         1,
@@ -333,11 +263,10 @@ async fn a_service_account_authenticates_with_client_credentials_and_reuses_its_
     // The vendor revokes the access tokens early: the next probe re-exchanges and stays valid.
     sim.expire_access_tokens();
     let before = sum(&m, "apitoken_probes_total{token=\"sa\"");
-    let m = exporter
-        .wait_for(Duration::from_secs(20), |m| {
-            sum(m, "apitoken_probes_total{token=\"sa\"") >= before + 2.0
-        })
-        .await;
+    let m = wait_for(&exporter, Duration::from_secs(20), |m| {
+        sum(m, "apitoken_probes_total{token=\"sa\"") >= before + 2.0
+    })
+    .await;
     assert_eq!(sim.oauth_exchanges("sa-client"), 2);
     assert_eq!(
         value(
@@ -349,7 +278,7 @@ async fn a_service_account_authenticates_with_client_credentials_and_reuses_its_
     );
     assert_eq!(value(&m, "apitoken_valid{token=\"sa\""), Some(1.0));
     // Neither the client secret nor an access token shows anywhere.
-    let shown = format!("{m}{}{}", exporter.get("/").await, exporter.logs());
+    let shown = format!("{m}{}{}", exporter.get("/").await.1, exporter.output());
     assert!(!shown.contains(CLIENT_SECRET), "the client secret leaked");
     assert!(!shown.contains("sim-access-"), "an access token leaked");
 }
@@ -368,11 +297,10 @@ async fn a_refused_client_is_rejected_and_its_secret_never_shown() {
         &config(&[oauth_token("sa", &running.base_url(), "sa-client")]),
         &[("CLIENT_SECRET", CLIENT_SECRET)],
     );
-    let m = exporter
-        .wait_for(Duration::from_secs(20), |m| {
-            value(m, "apitoken_valid{token=\"sa\"").is_some()
-        })
-        .await;
+    let m = wait_for(&exporter, Duration::from_secs(20), |m| {
+        value(m, "apitoken_valid{token=\"sa\"").is_some()
+    })
+    .await;
     assert_eq!(
         value(&m, "apitoken_valid{token=\"sa\""),
         Some(0.0),
@@ -382,7 +310,7 @@ async fn a_refused_client_is_rejected_and_its_secret_never_shown() {
         value(&m, "apitoken_anonymous_fallback{token=\"sa\""),
         Some(0.0)
     );
-    let shown = format!("{m}{}{}", exporter.get("/").await, exporter.logs());
+    let shown = format!("{m}{}{}", exporter.get("/").await.1, exporter.output());
     assert!(
         !shown.contains(CLIENT_SECRET) && !shown.contains("the-real-secret"),
         "a secret leaked"

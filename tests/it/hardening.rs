@@ -7,17 +7,11 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use apitoken_sim::{Behaviour, Credential, Simulator};
+use apitoken_sim::Behaviour;
+
+use crate::harness::{cred, simulator, ConfigBuilder, Exporter, TokenSpec};
 
 const BIN: &str = env!("CARGO_BIN_EXE_apitoken_exporter");
-
-fn value(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 /// The `listen=` address the exporter logs once it serves, from its log file.
 fn wait_listening(log: &std::path::Path, child: &mut std::process::Child) -> String {
@@ -98,93 +92,50 @@ mod plain_http {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reload_that_only_changes_the_interval_keeps_state_and_counters() {
-    let sim = Simulator::new();
-    sim.add_credential(
-        "ATATT3xKEEPSTATE",
-        Credential {
-            account_id: "acc-keep".into(),
-            email: "k@x".into(),
-            username: "k".into(),
-            behaviour: Behaviour::Valid,
-        },
-    );
-    let running = sim
-        .clone()
-        .start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.yaml");
+    let secret = "ATATT3xKEEPSTATE";
+    let sim = simulator(&[(secret, cred("acc-keep", "k@x", Behaviour::Valid))]).await;
     let config = |interval: &str| {
-        format!(
-            "global: {{allow_insecure_http: true}}\ntokens:\n  - {{name: keep, provider: jira, site: \"{}\", email: k@x, token_env: KEEP, probe_interval: {interval}}}\n",
-            running.base_url()
-        )
+        ConfigBuilder::new()
+            .token(
+                TokenSpec::jira("keep")
+                    .site(&sim.base_url())
+                    .email("k@x")
+                    .token_env("KEEP")
+                    .probe_interval(interval),
+            )
+            .yaml()
     };
-    std::fs::write(&path, config("1s")).unwrap();
-    let log = dir.path().join("log");
-    let _gate = crate::harness::gate::shared();
-    let mut child = Command::new(BIN)
-        .arg(format!("--config.file={}", path.display()))
-        .arg("--web.listen-address=127.0.0.1:0")
-        .env("KEEP", "ATATT3xKEEPSTATE")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let base = wait_listening(&log, &mut child);
-    let http = reqwest::Client::new();
-    let metrics = || async {
-        http.get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
-    let probes = "apitoken_probes_total{token=\"keep\",provider=\"jira\",result=\"valid\"";
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let before = loop {
-        let m = metrics().await;
-        if value(&m, probes).unwrap_or(0.0) >= 3.0 {
-            break m;
-        }
-        assert!(Instant::now() < deadline, "{m}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    std::fs::write(&path, config("1h")).unwrap();
-    let resp = http.post(format!("{base}/-/reload")).send().await.unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let after = metrics().await;
+    let e = Exporter::start(&config("1s"), &[("KEEP", secret)]);
+    let before = e
+        .wait_for(Duration::from_secs(30), "3 valid probes", |m| {
+            m.probes("keep", "valid") >= 3.0
+        })
+        .await;
+    e.write_config(&config("1h"));
+    assert_eq!(e.reload().await.0, 200);
+    let after = e.scrape().await;
     // Counters and the last conclusive state survive; a reset would drop them to nothing.
     assert!(
-        value(&after, probes).unwrap() >= value(&before, probes).unwrap(),
-        "counters were reset:\nbefore {before}\nafter {after}"
+        after.probes("keep", "valid") >= before.probes("keep", "valid"),
+        "counters were reset:\nbefore {}\nafter {}",
+        before.text(),
+        after.text()
     );
     assert_eq!(
-        value(&after, "apitoken_valid{token=\"keep\""),
-        Some(1.0),
-        "{after}"
+        after.value("apitoken_valid", &[("token", "keep")]),
+        Some(1.0)
     );
     assert!(
-        value(
-            &after,
-            "apitoken_last_probe_timestamp_seconds{token=\"keep\""
-        )
-        .is_some(),
-        "the last probe was forgotten:\n{after}"
+        after.has(
+            "apitoken_last_probe_timestamp_seconds",
+            &[("token", "keep")]
+        ),
+        "the last probe was forgotten:\n{}",
+        after.text()
     );
     // The new interval applies.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let m = metrics().await;
-        if value(&m, "apitoken_probe_interval_seconds{token=\"keep\"") == Some(3600.0) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{m}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    e.wait_for(Duration::from_secs(10), "the 1h interval", |m| {
+        m.value("apitoken_probe_interval_seconds", &[("token", "keep")]) == Some(3600.0)
+    })
+    .await;
 }
