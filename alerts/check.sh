@@ -2,10 +2,12 @@
 # Static checks of the shipped alert rules and dashboards (both rendered from mixin/):
 #   1. promtool check rules   alerts/apitoken.rules.yml
 #   2. promtool test rules    alerts/apitoken.rules.test.yml
-#   3. promtool test rules    mixin/tests/custom-config.test.yml, against the rules rendered
+#   3. promtool test rules    alerts/pins.test.yml (every alert's `for:` pinned, and the cases
+#                             each alert must not fire for; docs/testing-alerts.md)
+#   4. promtool test rules    mixin/tests/custom-config.test.yml, against the rules rendered
 #                             with mixin/tests/custom-config.jsonnet (another job name and
 #                             routing label)
-#   4. structure of every dashboards/*.json (python3 stdlib)
+#   5. structure of every dashboards/*.json (python3 stdlib)
 # Exits non-zero if any check fails. A missing promtool or jsonnet is a failure, never a
 # skip: scripts/install-test-deps.sh installs them first. (scripts/render-mixin.sh --check,
 # a step of its own in scripts/test.sh, checks that the committed files are the mixin's.)
@@ -41,6 +43,9 @@ result "promtool check rules alerts/apitoken.rules.yml" $?
 # promtool resolves rule_files relative to the test file.
 promtool test rules alerts/apitoken.rules.test.yml
 result "promtool test rules alerts/apitoken.rules.test.yml" $?
+
+promtool test rules alerts/pins.test.yml
+result "promtool test rules alerts/pins.test.yml" $?
 
 custom="$(mktemp -d)"
 trap 'rm -rf "$custom"' EXIT

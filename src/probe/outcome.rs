@@ -120,4 +120,25 @@ mod tests {
             interval
         );
     }
+
+    #[test]
+    fn only_authenticated_outcomes_name_an_account() {
+        let valid = Outcome::Valid {
+            account_id: Some("acc-1".into()),
+        };
+        assert_eq!(valid.account_id(), Some("acc-1"));
+        let mismatch = Outcome::Mismatch {
+            account_id: "acc-2".into(),
+        };
+        assert_eq!(mismatch.account_id(), Some("acc-2"));
+        assert_eq!(Outcome::Valid { account_id: None }.account_id(), None);
+        assert_eq!(
+            Outcome::Anonymous {
+                detail: "anonymous".into()
+            }
+            .account_id(),
+            None
+        );
+        assert_eq!(Outcome::Rejected { status: 401 }.account_id(), None);
+    }
 }

@@ -130,4 +130,18 @@ mod tests {
         };
         assert!(!f.is_empty(), "an empty scope list is still a report");
     }
+
+    #[test]
+    fn an_empty_email_from_the_api_is_hidden_not_a_mismatch() {
+        let by_email = Expected {
+            account_id: None,
+            email: Some("mia@example.com"),
+        };
+        assert_eq!(
+            authenticated("a1", Some("")).judge(by_email),
+            Outcome::Valid {
+                account_id: Some("a1".into())
+            }
+        );
+    }
 }

@@ -168,4 +168,15 @@ mod tests {
         let (p, _) = dead_token(403, reply(401, &[], "{}")).await;
         assert_eq!(p.outcome, Outcome::Rejected { status: 403 });
     }
+
+    #[tokio::test]
+    async fn either_sign_of_anonymity_on_the_side_probe_is_enough() {
+        // A 200 without an account header is anonymous, even without a Seraph failure.
+        let (p, _) = dead_token(401, reply(200, &[], r#"{"values":[]}"#)).await;
+        assert!(matches!(p.outcome, Outcome::Anonymous { .. }), "{p:?}");
+        // A Seraph login failure is anonymous, even next to an account header.
+        let both = reply(200, &[FAILED, ("x-aaccountid", "a1")], r#"{"values":[]}"#);
+        let (p, _) = dead_token(401, both).await;
+        assert!(matches!(p.outcome, Outcome::Anonymous { .. }), "{p:?}");
+    }
 }
