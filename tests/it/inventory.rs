@@ -99,8 +99,12 @@ fn org_count(m: &Metrics, name: &str, org: &str) -> usize {
     m.count(name, &[("org", org)])
 }
 
+/// The organization's inventory health as it was before each list stood alone: 1 when
+/// every list's last listing completed (the lowest of the per-list values).
 fn success(m: &Metrics, org: &str) -> Option<f64> {
-    org_value(m, "apitoken_org_inventory_success", org, &[])
+    m.samples("apitoken_org_inventory_success", &[("org", org)])
+        .map(|s| s.value)
+        .reduce(f64::min)
 }
 
 const TOKEN_EXPIRY: &str = "apitoken_org_token_expiry_timestamp_seconds";
@@ -185,7 +189,7 @@ async fn every_page_is_listed_and_personal_data_is_dropped() {
         &m,
         "apitoken_org_inventory_last_success_timestamp_seconds",
         "acme",
-        &[]
+        &[("list", "api_tokens")]
     )
     .is_some());
     assert!(m
@@ -547,7 +551,7 @@ async fn reload_adds_keeps_and_removes_organizations() {
         &m,
         "apitoken_org_inventory_last_success_timestamp_seconds",
         "acme",
-        &[],
+        &[("list", "api_tokens")],
     );
 
     // Another one added: the unchanged one keeps its inventory and is not listed again.
@@ -571,7 +575,7 @@ async fn reload_adds_keeps_and_removes_organizations() {
             &m,
             "apitoken_org_inventory_last_success_timestamp_seconds",
             "acme",
-            &[]
+            &[("list", "api_tokens")]
         ),
         acme_last
     );
