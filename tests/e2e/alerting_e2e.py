@@ -489,7 +489,7 @@ def cmd_check(prom, webhook_out, dashboard_dir, timeout):
         lacking = [k for k in need if not lbl.get(k)]
         if lacking:
             bad.append(f"{lbl.get('token')} lacks {lacking}")
-        if lbl.get("expiry_source") not in ("config", "created_at", "org_inventory", "none"):
+        if lbl.get("expiry_source") not in ("provider", "org_inventory", "config", "created_at", "none"):
             bad.append(f"{lbl.get('token')} expiry_source={lbl.get('expiry_source')!r}")
         if any("@" in v for v in lbl.values()):
             bad.append(f"{lbl.get('token')} has an e-mail address in a label")
@@ -497,7 +497,8 @@ def cmd_check(prom, webhook_out, dashboard_dir, timeout):
                  "apitoken_info carries site, expiry_source and the custom team label",
                  err or "; ".join(bad) or "no data")
     for token, source in [("confluence-valid", "created_at"), ("jira-valid", "config"),
-                          ("bitbucket-valid", "none")]:
+                          ("bitbucket-valid", "none"), ("github-valid", "provider"),
+                          ("gitlab-valid", "provider")]:
         samples, err = prom_query(prom, f'apitoken_info{{token="{token}"}}')
         got = [s[0].get("expiry_source") for s in samples or []]
         report.check(got == [source], f'apitoken_info{{token="{token}"}} expiry_source="{source}"',
