@@ -57,8 +57,16 @@ local promql = import '../lib/promql.libsonnet';
       c.orgExpiry.lifetimeDivisor,
     )) + '\n  and %s > time()' % expiry,
 
-  // Where to rotate, per vendor (Go template on the alert's provider label).
-  local rotateHint = '{{ if eq $labels.provider "github" }}GitHub > Settings > Developer settings > Personal access tokens (classic: https://github.com/settings/tokens, fine-grained: https://github.com/settings/personal-access-tokens; on GitHub Enterprise Server the same pages on your host){{ else if eq $labels.provider "gitlab" }}GitLab > User settings > Access tokens (https://gitlab.com/-/user_settings/personal_access_tokens, or the same path on a self-managed instance; project and group access tokens under that project or group > Settings > Access tokens){{ else }}user API tokens at https://id.atlassian.com/manage-profile/security/api-tokens, admin API keys at admin.atlassian.com > Settings > API keys{{ end }}',
+  // Text per vendor (Go template on the alert's provider label): GitHub, GitLab, else Atlassian.
+  local perVendor(github, gitlab, atlassian) =
+    '{{ if eq $labels.provider "github" }}%s{{ else if eq $labels.provider "gitlab" }}%s{{ else }}%s{{ end }}' % [github, gitlab, atlassian],
+  local githubWhere = 'GitHub > Settings > Developer settings > Personal access tokens (classic: https://github.com/settings/tokens, fine-grained: https://github.com/settings/personal-access-tokens; on GitHub Enterprise Server the same pages on your host)',
+  local gitlabWhere = 'GitLab > User settings > Access tokens (https://gitlab.com/-/user_settings/personal_access_tokens, or the same path on a self-managed instance; project and group access tokens under that project or group > Settings > Access tokens)',
+  // Where to rotate.
+  local rotateHint = perVendor(githubWhere, gitlabWhere, 'user API tokens at https://id.atlassian.com/manage-profile/security/api-tokens, admin API keys at admin.atlassian.com > Settings > API keys'),
+  local vendorName = perVendor('GitHub', 'GitLab', 'Atlassian'),
+  // GitHub and GitLab report a token's expiry themselves; Atlassian's comes from the config.
+  local selfReported(what) = ' (%s reports %s itself)' % [what, "the new token's expiry"],
   local alert(name, severity, expr, summary, description) = {
     alert: name,
     expr: std.rstripChars(expr, '\n') + '\n',
@@ -78,21 +86,25 @@ local promql = import '../lib/promql.libsonnet';
             'warning',
             perToken('min', '%s\nunless %s\n%s' % [warningBand, onReplica, criticalBand]),
             'API token {{ $labels.token }} ({{ $labels.provider }}) expires in {{ $value | printf "%.1f" }} days',
-            'The {{ $labels.provider }} API token {{ $labels.token }} expires in {{ $value | printf "%.1f" }} days. Create a replacement now and swap it in before the old one stops working: ' + rotateHint + ". Then update the token's token_env/token_file and its expires_at (or created_at) in the exporter config. Atlassian itself only emails the owner about one day before expiry.",
+            'The {{ $labels.provider }} API token {{ $labels.token }} expires in {{ $value | printf "%.1f" }} days. Create a replacement now and swap it in before the old one stops working: ' + rotateHint + ". Then update the token's token_env/token_file" + perVendor(selfReported('GitHub') + '.', selfReported('GitLab') + '.', ' and its expires_at (or created_at) in the exporter config. Atlassian itself only emails the owner about one day before expiry.'),
           ),
           alert(
             'ApiTokenExpiringCritical',
             'critical',
             perToken('min', '%s\nunless %s\n%s < 0' % [criticalBand, onReplica, days]),
             'API token {{ $labels.token }} ({{ $labels.provider }}) expires in {{ $value | printf "%.1f" }} days',
-            'The {{ $labels.provider }} API token {{ $labels.token }} expires in {{ $value | printf "%.1f" }} days; integrations using it will break (or silently see anonymous, empty results) when it does. Rotate it now: ' + rotateHint + '. Then update token_env/token_file and expires_at (or created_at) in the exporter config.',
+            'The {{ $labels.provider }} API token {{ $labels.token }} expires in {{ $value | printf "%.1f" }} days; integrations using it will break' + perVendor('', '', ' (or silently see anonymous, empty results)') + ' when it does. Rotate it now: ' + rotateHint + '. Then update token_env/token_file' + perVendor(selfReported('GitHub') + '.', selfReported('GitLab') + '.', ' and expires_at (or created_at) in the exporter config.'),
           ),
           alert(
             'ApiTokenExpired',
             'critical',
             perToken('min', '%s < 0' % days),
             'API token {{ $labels.token }} ({{ $labels.provider }}) expired {{ reReplaceAll "^-" "" (printf "%.1f" $value) }} days ago',
-            'The {{ $labels.provider }} API token {{ $labels.token }} expired {{ reReplaceAll "^-" "" (printf "%.1f" $value) }} days ago. Jira and Confluence may now serve it anonymously with empty results instead of failing. Create a new token at https://id.atlassian.com/manage-profile/security/api-tokens (admin API keys at admin.atlassian.com > Settings > API keys), deploy it, and update expires_at (or created_at) in the exporter config. If the expiry date in the config is wrong, fix it there.',
+            'The {{ $labels.provider }} API token {{ $labels.token }} expired {{ reReplaceAll "^-" "" (printf "%.1f" $value) }} days ago. ' + perVendor(
+              'Requests made with it now fail. Create a new one at %s and deploy it%s.' % [githubWhere, selfReported('GitHub')],
+              'Requests made with it now fail. Create a new one at %s and deploy it%s.' % [gitlabWhere, selfReported('GitLab')],
+              'Jira and Confluence may now serve it anonymously with empty results instead of failing. Create a new token at https://id.atlassian.com/manage-profile/security/api-tokens (admin API keys at admin.atlassian.com > Settings > API keys), deploy it, and update expires_at (or created_at) in the exporter config. If the expiry date in the config is wrong, fix it there.',
+            ),
           ),
 
           // ------------------------------------------------------------ validity
@@ -103,8 +115,13 @@ local promql = import '../lib/promql.libsonnet';
             perToken('max', '%s == 0\n  unless %s %s == 1' % [
               sel('apitoken_valid'), onReplica, sel('apitoken_anonymous_fallback'),
             ]),
-            'API token {{ $labels.token }} ({{ $labels.provider }}) is rejected by Atlassian',
-            'The {{ $labels.provider }} API token {{ $labels.token }} has been rejected (401/403) for %s: it is expired, revoked, mistyped, or paired with the wrong email / Bitbucket username. Check the token\'s site and email in the exporter config and the secret in its token_env/token_file; if the token is dead, create a new one at https://id.atlassian.com/manage-profile/security/api-tokens (admin API keys at admin.atlassian.com > Settings > API keys) and ask the owner to check their email for an expiry or revocation notice.' % words(c['for'].ApiTokenInvalid),
+            'API token {{ $labels.token }} ({{ $labels.provider }}) is rejected by ' + vendorName,
+            local dead(where) = ' for %s: it is expired, revoked or mistyped. Check the token\'s site in the exporter config and the secret in its token_env/token_file; if the token is dead, create a new one at %s and deploy it.' % [words(c['for'].ApiTokenInvalid), where];
+            'The {{ $labels.provider }} API token {{ $labels.token }} has been rejected' + perVendor(
+              dead(githubWhere),
+              dead(gitlabWhere),
+              ' (401/403) for %s: it is expired, revoked, mistyped, or paired with the wrong email / Bitbucket username. Check the token\'s site and email in the exporter config and the secret in its token_env/token_file; if the token is dead, create a new one at https://id.atlassian.com/manage-profile/security/api-tokens (admin API keys at admin.atlassian.com > Settings > API keys) and ask the owner to check their email for an expiry or revocation notice.' % words(c['for'].ApiTokenInvalid),
+            ),
           ),
           alert(
             'ApiTokenAnonymousFallback',
