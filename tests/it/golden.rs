@@ -5,7 +5,7 @@
 //!
 //! Normalised, because they differ from run to run: timestamps (written as whole days
 //! from the scrape, `<now+5d>`), durations, counter values above 0, days until expiry
-//! and lifetimes (rounded to whole days), every `process_*` value, ports in label values, the build
+//! and lifetimes (rounded to whole days; up, for an expiry a vendor reports as a date), every `process_*` value, ports in label values, the build
 //! revision. Kept exactly: every family, its HELP and TYPE, every series with all its
 //! labels, and every other value (valid, anonymous_fallback, identity_mismatch,
 //! probe_success, probe_interval_seconds, info, inventory success, token counts).
@@ -150,7 +150,27 @@ fn normalise(text: &str, now: f64) -> String {
     out
 }
 
+/// GitLab reports an expiry as a date: the token stops at that day's midnight UTC, so its
+/// expiry, days left and lifetime lie anywhere in (N − 1, N] whole days depending on the
+/// time of day. Rounding would flip at noon UTC; these are rounded up instead.
+fn expiry_is_a_date(sample: &Sample) -> bool {
+    sample.label("provider") == Some("gitlab")
+        && matches!(
+            sample.name.as_str(),
+            "apitoken_expiry_timestamp_seconds"
+                | "apitoken_days_until_expiry"
+                | "apitoken_lifetime_seconds"
+        )
+}
+
 fn normalised_value(sample: &Sample, raw: &str, kind: Option<&String>, now: f64) -> String {
+    let whole_days = |days: f64| {
+        if expiry_is_a_date(sample) {
+            days.ceil() as i64
+        } else {
+            days.round() as i64
+        }
+    };
     let v = sample.value;
     let name = sample.name.as_str();
     if name.starts_with("process_") {
@@ -162,15 +182,15 @@ fn normalised_value(sample: &Sample, raw: &str, kind: Option<&String>, now: f64)
             raw.into()
         }
     } else if name.ends_with("_timestamp_seconds") {
-        format!("<now{:+}d>", ((v - now) / 86_400.0).round() as i64)
+        format!("<now{:+}d>", whole_days((v - now) / 86_400.0))
     } else if name.ends_with("_duration_seconds") {
         "<seconds>".into()
     } else if name == "apitoken_days_until_expiry" {
-        format!("{}", v.round() as i64)
+        format!("{}", whole_days(v))
     } else if name == "apitoken_lifetime_seconds" || name == "apitoken_revocation_lag_seconds" {
         // Expiry and creation come from different clocks' "now" (the demo's and the
         // simulated vendor's): whole days are what the demo decides.
-        format!("<{}d>", (v / 86_400.0).round() as i64)
+        format!("<{}d>", whole_days(v / 86_400.0))
     } else {
         raw.into()
     }
