@@ -46,6 +46,11 @@ CONCURRENCY = env_int("BENCH_CONCURRENCY", 16)  # max_concurrency / blackbox cli
 CORE_SUT = os.environ.get("BENCH_CORE_SUT", "0")  # system under test
 CORE_LOAD = os.environ.get("BENCH_CORE_LOAD", "1")  # fast server, load clients, wrk
 EXPORTER = os.environ.get("BENCH_EXPORTER", os.path.join(REPO, "target/release/apitoken_exporter"))
+# Before/after: a second exporter binary (an older build) measured in the same run, right
+# before or after EXPORTER at every size (alternating), and reported in its own table.
+BASELINE = os.environ.get("BENCH_BASELINE") or None
+# With a baseline, BENCH_SKIP_BLACKBOX=1 leaves out blackbox_exporter and the replay floor.
+SKIP_BLACKBOX = os.environ.get("BENCH_SKIP_BLACKBOX") == "1"
 BLACKBOX = os.environ.get("BENCH_BLACKBOX") or shutil.which("prometheus-blackbox-exporter") \
     or shutil.which("blackbox_exporter")
 RESULTS = os.environ.get("BENCH_RESULTS", os.path.join(HERE, "results"))
@@ -384,14 +389,16 @@ def window_figures(probes, window_s, cpu_s, cpu_src, s0, s1, steady, peak):
     }
 
 
-def bench_ours(workdir, n, fast, run, vendors=("jira",), scrapes=True):
+def bench_ours(workdir, n, fast, run, vendors=("jira",), scrapes=True, exporter=None):
     """`scrapes=False` (bench/mixed.py) measures the probe window only: no body sizes, cold
-    scrapes or wrk."""
+    scrapes or wrk. `exporter` is the binary (default EXPORTER; BASELINE for before/after)."""
+    exporter = exporter or EXPORTER
+    tag = "base" if exporter == BASELINE else "ours"
     cfg = ours_config(workdir, n, fast.port, vendors)
     port = free_port()
     t0 = time.monotonic()
-    p = start([EXPORTER, f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{port}"],
-              os.path.join(workdir, f"ours-{n}-run{run}.log"), CORE_SUT)
+    p = start([exporter, f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{port}"],
+              os.path.join(workdir, f"{tag}-{n}-run{run}.log"), CORE_SUT)
     try:
         wait_until("/-/ready", lambda: http_get(port, "/-/ready", timeout=5)[0] == 200, 30)
         t_ready = time.monotonic() - t0
@@ -565,9 +572,45 @@ def ratio(a, b, digits=2):
     return f"{a / b:.{digits}f}×" if a is not None and b else "n/a"
 
 
+def build_baseline_report(results):
+    """Before (BENCH_BASELINE) vs after (BENCH_EXPORTER), measured in the same run."""
+    rows, goals = [], []
+    for n in SIZES:
+        a, b = results[n]["ours"], results[n]["baseline"]
+        o = lambda *k: med(a, *k)  # noqa: E731
+        w = lambda *k: med(b, *k)  # noqa: E731
+        nn = f"{n:,}"
+        for label, keys in (("CPU per probe, µs", ("cpu_us_per_probe",)),
+                            ("RSS after first interval, MB", ("rss_before_scrapes_mb",)),
+                            ("RSS steady, MB", ("rss_mb",)),
+                            ("RSS peak (VmHWM), MB", ("peak_rss_mb",)),
+                            ("start-up to serving all tokens, ms", ("startup_ms",)),
+                            ("one cold gzip scrape, ms", ("cold_scrape_ms",)),
+                            (f"gzip /metrics p99 ms, {WRK_CONNS} clients", ("wrk", "p99_ms")),
+                            ("probes on a reused connection, %", ("reuse_pct",))):
+            rows.append((nn, label, fmt(w(*keys), 2 if "scrape" in label or "p99" in label else 1),
+                         fmt(o(*keys), 2 if "scrape" in label or "p99" in label else 1),
+                         ratio(o(*keys), w(*keys), 3)))
+        for label, key in (("CPU per probe", "cpu_us_per_probe"), ("RSS steady", "rss_mb"),
+                           ("RSS peak", "peak_rss_mb")):
+            before, after = w(key), o(key)
+            goals.append(_goal(f"N={nn}: {label} after ≤ 1.05× before",
+                               before and after is not None and after <= 1.05 * before,
+                               f"{fmt(before)} → {fmt(after)} = {ratio(after, before, 3)}"))
+    md = ["| tokens | metric | before (`BENCH_BASELINE`) | after (`BENCH_EXPORTER`) | after ÷ before |",
+          "|---:|---|---:|---:|---:|"]
+    md += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(["## Before and after, same run", "", f"- before: `{BASELINE}`",
+                       f"- after: `{EXPORTER}`", f"- Each figure is the median of {RUNS} run(s); "
+                       "the two binaries alternate which goes first", ""] + md
+                      + ["", "Goals:", ""] + [f"    {g}" for g in goals]) + "\n"
+
+
 def build_report(results, meta):
     rows = []
     goals = []
+    if SKIP_BLACKBOX:
+        return "", goals
     for n in SIZES:
         ours, bb, rp = results[n]["ours"], results[n]["blackbox"], results[n]["replay"]
         o = lambda *k: med(ours, *k)  # noqa: E731
@@ -688,7 +731,7 @@ def machine_meta():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    bb = cmd_out([BLACKBOX, "--version"])
+    bb = cmd_out([BLACKBOX, "--version"]) if BLACKBOX and not SKIP_BLACKBOX else ""
     wrk = cmd_out(["wrk", "-v"])
     rev = cmd_out(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
     dirty = cmd_out(["git", "-C", REPO, "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"])
@@ -704,7 +747,14 @@ def machine_meta():
 
 
 def main():
-    for tool, path in (("apitoken_exporter", EXPORTER), ("blackbox_exporter", BLACKBOX)):
+    tools = [("apitoken_exporter", EXPORTER)]
+    if BASELINE:
+        tools.append(("BENCH_BASELINE", BASELINE))
+    if not SKIP_BLACKBOX:
+        tools.append(("blackbox_exporter", BLACKBOX))
+    elif not BASELINE:
+        sys.exit("bench: BENCH_SKIP_BLACKBOX=1 only with BENCH_BASELINE (nothing to compare)")
+    for tool, path in tools:
         if not path or not os.access(path, os.X_OK):
             sys.exit(f"bench: {tool} not found ({path}); run bench/run.sh")
     if not shutil.which("wrk") or not shutil.which("taskset"):
@@ -715,18 +765,27 @@ def main():
     est = RUNS * len(SIZES) * (INTERVAL + 2 * WINDOW + 3 * WRK_SECS + BB_WARMUP + 10)
     log(f"sizes {SIZES}, {RUNS} run(s), interval {INTERVAL} s, window {WINDOW:g} s, "
         f"wrk {WRK_SECS} s; about {est / 60:.0f} min; work dir {workdir}")
-    floor_bin = build_floor(workdir)
+    floor_bin = None if SKIP_BLACKBOX else build_floor(workdir)
     fast = FastServer(workdir)
-    results = {n: {"ours": [], "blackbox": [], "replay": []} for n in SIZES}
+    results = {n: {"ours": [], "blackbox": [], "replay": [], "baseline": []} for n in SIZES}
     try:
         for run in range(1, RUNS + 1):
             for n in SIZES:
-                log(f"run {run}/{RUNS}, N={n}: apitoken_exporter")
-                ours = bench_ours(workdir, n, fast, run)
-                results[n]["ours"].append(ours)
-                log(f"  CPU {fmt(ours['cpu_us_per_probe'])} µs/probe at {ours['probes_per_s']:.1f}/s "
-                    f"({ours['cpu_source']}), RSS {ours['rss_mb']:.1f}/{ours['peak_rss_mb']:.1f} MB, "
-                    f"reuse {fmt(ours['reuse_pct'], 2)} %, p99 {ours['wrk']['p99_ms']:.2f} ms")
+                binaries = [("apitoken_exporter", EXPORTER, "ours")]
+                if BASELINE:
+                    binaries.append(("baseline", BASELINE, "baseline"))
+                    if run % 2 == 0:
+                        binaries.reverse()
+                for name, binary, key in binaries:
+                    log(f"run {run}/{RUNS}, N={n}: {name}")
+                    r = bench_ours(workdir, n, fast, run, exporter=binary)
+                    results[n][key].append(r)
+                    log(f"  CPU {fmt(r['cpu_us_per_probe'])} µs/probe at {r['probes_per_s']:.1f}/s "
+                        f"({r['cpu_source']}), RSS {r['rss_mb']:.1f}/{r['peak_rss_mb']:.1f} MB, "
+                        f"reuse {fmt(r['reuse_pct'], 2)} %, p99 {r['wrk']['p99_ms']:.2f} ms")
+                ours = results[n]["ours"][-1]
+                if SKIP_BLACKBOX:
+                    continue
                 log(f"run {run}/{RUNS}, N={n}: replay floor")
                 rp = bench_replay(workdir, floor_bin, ours["gz_path"])
                 results[n]["replay"].append(rp)
@@ -741,6 +800,8 @@ def main():
         fast.stop()
     meta["loadavg_end"] = " ".join(open("/proc/loadavg").read().split()[:3])
     report, _ = build_report(results, meta)
+    if BASELINE:
+        report += ("\n" if report else "") + build_baseline_report(results)
     print()
     print(report)
     with open(os.path.join(RESULTS, "latest.md"), "w") as f:

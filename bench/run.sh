@@ -9,7 +9,8 @@
 # Knobs (environment): BENCH_RUNS, BENCH_WINDOW, BENCH_SIZES, BENCH_INTERVAL,
 # BENCH_WRK_SECS, BENCH_WRK_CONNS, BENCH_BB_WARMUP, BENCH_CONCURRENCY, BENCH_CORE_SUT,
 # BENCH_CORE_LOAD, BENCH_SKIP_BUILD=1, BENCH_KEEP=1, BENCH_MIXED, BENCH_MIXED_SIZES,
-# BENCH_EXPORTER. See bench/README.md.
+# BENCH_EXPORTER, BENCH_BASELINE (before/after in one run), BENCH_SKIP_BLACKBOX. See
+# bench/README.md.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -38,7 +39,9 @@ log() { printf '[run.sh %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 need=()
 mixed="${BENCH_MIXED:-0}"
 if [[ "$mixed" != only ]]; then
-    command -v prometheus-blackbox-exporter >/dev/null || need+=(prometheus-blackbox-exporter)
+    if [[ "${BENCH_SKIP_BLACKBOX:-0}" != 1 ]]; then
+        command -v prometheus-blackbox-exporter >/dev/null || need+=(prometheus-blackbox-exporter)
+    fi
     command -v wrk >/dev/null || need+=(wrk)
 fi
 command -v taskset >/dev/null || need+=(util-linux)
