@@ -205,12 +205,16 @@ pub async fn run_exporter(opts: ExporterOptions) -> Result<(), String> {
     result
 }
 
-/// `global.tls.insecure_skip_verify` turns certificate checks off: said at every load.
+/// `global.tls.insecure_skip_verify` turns certificate checks off, and a site may be valid
+/// but wrong for its vendor: said at every load.
 fn warn_if_insecure(config: &Config) {
     if config.global.client.insecure_skip_verify {
         tracing::warn!(
             "global.tls.insecure_skip_verify is true: vendors' TLS certificates are NOT verified, so anyone on the network path can read every token; use global.tls.ca_file instead"
         );
+    }
+    for w in config.check_sites() {
+        tracing::warn!("{w}");
     }
 }
 
@@ -383,6 +387,7 @@ pub fn config_check(config_file: &Path) -> i32 {
         }
         Ok(config) => {
             let mut warnings = config.check_secret_sources();
+            warnings.extend(config.check_sites());
             if config.global.client.insecure_skip_verify {
                 warnings.push("global.tls.insecure_skip_verify: vendors' TLS certificates are not verified; use global.tls.ca_file".to_string());
             }

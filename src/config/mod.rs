@@ -341,6 +341,19 @@ impl Config {
 
     /// Problems with secret sources: each env var must be set and non-empty, each file
     /// readable. Used by `--config.check`; the running exporter tolerates these per token.
+    /// Sites that are valid but most likely wrong for their vendor
+    /// ([`crate::providers::ProviderSpec::site_warning`]), one line per token.
+    pub fn check_sites(&self) -> Vec<String> {
+        self.tokens
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                let warning = (t.provider.spec().site_warning)(&t.site)?;
+                Some(format!("tokens[{i}] ({}).site: {warning}", t.name))
+            })
+            .collect()
+    }
+
     pub fn check_secret_sources(&self) -> Vec<String> {
         let tokens = self
             .tokens
@@ -369,6 +382,36 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_github_site_without_api_v3_and_a_gitlab_site_with_api_v4_are_warned_about() {
+        let config = Config::parse(
+            r#"
+tokens:
+  - {name: gh-com, provider: github, token_env: A}
+  - {name: ghes-ok, provider: github, site: "https://git.acme.example/api/v3/", token_env: A}
+  - {name: ghes-bare, provider: github, site: "https://git.acme.example", token_env: A}
+  - {name: gl-ok, provider: gitlab, site: "https://gitlab.acme.example", token_env: A}
+  - {name: gl-api, provider: gitlab, site: "https://gitlab.acme.example/api/v4", token_env: A}
+  - {name: jira, provider: jira, site: "https://acme.atlassian.net", email: a@b.example, token_env: A}
+"#,
+        )
+        .unwrap();
+        let warnings = config.check_sites();
+        assert_eq!(warnings.len(), 2, "{warnings:#?}");
+        assert!(
+            warnings[0].starts_with("tokens[2] (ghes-bare).site: https://git.acme.example/ ")
+                && warnings[0].contains("/api/v3"),
+            "{}",
+            warnings[0]
+        );
+        assert!(
+            warnings[1].starts_with("tokens[4] (gl-api).site: ")
+                && warnings[1].contains("instance root"),
+            "{}",
+            warnings[1]
+        );
+    }
 
     fn problems(yaml: &str) -> Vec<String> {
         Config::parse(yaml).unwrap_err()

@@ -34,6 +34,7 @@ pub static SPEC: ProviderSpec = ProviderSpec {
     inventory_link: None,
     waits_for_rate_limit_reset: true,
     probe,
+    site_warning,
 };
 
 pub const PROVIDER: Provider = Provider(&SPEC);
@@ -41,6 +42,20 @@ pub const PROVIDER: Provider = Provider(&SPEC);
 pub const USER: &str = "/user";
 
 pub const EXPIRATION_HEADER: &str = "github-authentication-token-expiration";
+
+/// GitHub Enterprise Server serves its REST API under `/api/v3`; a site on another host
+/// without it reaches the web UI, and every probe would be a `bad_response`.
+fn site_warning(site: &url::Url) -> Option<String> {
+    if site.host_str() == Some("api.github.com")
+        || site.path().trim_end_matches('/').ends_with("/api/v3")
+    {
+        return None;
+    }
+    Some(format!(
+        "{site} is not api.github.com and does not end in /api/v3: GitHub Enterprise Server's \
+         REST API is at https://HOST/api/v3, and {USER} elsewhere answers with the web UI"
+    ))
+}
 
 fn probe<'c>(cx: &'c mut ProbeCtx<'_>) -> ProbeFuture<'c> {
     Box::pin(check(cx))

@@ -40,11 +40,22 @@ pub static SPEC: ProviderSpec = ProviderSpec {
     inventory_link: None,
     waits_for_rate_limit_reset: true,
     probe,
+    site_warning,
 };
 
 pub const PROVIDER: Provider = Provider(&SPEC);
 
 pub const SELF: &str = "/api/v4/personal_access_tokens/self";
+
+/// The site is the instance root; the probe appends `/api/v4/…` itself.
+fn site_warning(site: &url::Url) -> Option<String> {
+    site.path().contains("/api/v4").then(|| {
+        format!(
+            "{site} contains /api/v4: give the instance root (e.g. https://gitlab.com); \
+             the probe appends {SELF} itself"
+        )
+    })
+}
 
 fn probe<'c>(cx: &'c mut ProbeCtx<'_>) -> ProbeFuture<'c> {
     Box::pin(check(cx))

@@ -131,6 +131,15 @@ pub struct ProviderSpec {
     pub waits_for_rate_limit_reset: bool,
     /// One probe of one credential; the caller applies the probe timeout around it.
     pub probe: for<'c, 't> fn(&'c mut ProbeCtx<'t>) -> ProbeFuture<'c>,
+    /// A `site` that is valid but most likely wrong for this vendor (e.g. a GitHub
+    /// Enterprise Server host without `/api/v3`), said as a `--config.check` and start-up
+    /// warning; [`any_site`] for none.
+    pub site_warning: fn(&url::Url) -> Option<String>,
+}
+
+/// [`ProviderSpec::site_warning`] for providers that take any site.
+pub fn any_site(_: &url::Url) -> Option<String> {
+    None
 }
 
 /// A provider, by its registered spec. Cheap to copy and compare.

@@ -21,6 +21,7 @@ pub static SPEC: ProviderSpec = ProviderSpec {
     inventory_link: Some(InventoryLink::ApiKey),
     waits_for_rate_limit_reset: false,
     probe,
+    site_warning: crate::providers::any_site,
 };
 
 pub const PROVIDER: Provider = Provider(&SPEC);
