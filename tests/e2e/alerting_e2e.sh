@@ -130,7 +130,7 @@ route:
   group_interval: 1s
   repeat_interval: 4h
   routes:
-    # the routing case: the demo tokens' team has its own receiver; with `continue`, every
+    # the routing case: the demo tokens' team has its own receiver; with "continue", every
     # alert still reaches the main webhook (the catch-all route below)
     - matchers: ['team="demo"']
       receiver: team-demo
