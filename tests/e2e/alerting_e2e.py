@@ -5,7 +5,10 @@ Sub-commands:
   free-ports N                      print N distinct free TCP ports on 127.0.0.1
   wait-http URL TIMEOUT [PID]       poll URL until it answers 200 (bounded; gives up
                                     early once process PID has exited)
-  rewrite-rules SRC DST FOR         copy a rule file with every non-zero `for:` set to FOR
+  rewrite-rules SRC DST FOR GRACE   copy a rule file with every non-zero `for:` set to FOR
+                                    and ApiTokenRevokedStillAccepted's grace after the
+                                    revocation (`... revoked_timestamp_seconds > 900`) set to
+                                    GRACE seconds; fails when either is not found
   webhook PORT OUT MAX_SECONDS      Alertmanager webhook receiver: appends each POSTed
                                     payload as one JSON line to OUT; exits after MAX_SECONDS
   check PROM_URL WEBHOOK_OUT DASHBOARD_DIR TIMEOUT
@@ -291,10 +294,19 @@ def cmd_wait_http(url, timeout, pid=None):
     return 1
 
 
-def cmd_rewrite_rules(src, dst, new_for):
-    """Shorten every non-zero `for:` so the e2e does not wait 30 minutes; the shipped file
-    is only read."""
+# ApiTokenRevokedStillAccepted's grace after the revocation: both comparisons of
+# `apitoken_revoked_timestamp_seconds{...} > 900` (time() since the revocation, and the last
+# valid probe after it), in each branch of the rule's expression.
+REVOKED_GRACE = re.compile(r"(apitoken_revoked_timestamp_seconds\{[^}]*\}\s*>\s*)(\d+(?:\.\d+)?)\b")
+
+
+def cmd_rewrite_rules(src, dst, new_for, grace):
+    """Shorten every non-zero `for:` so the e2e does not wait 30 minutes, and
+    ApiTokenRevokedStillAccepted's 900 s grace after a revocation so that an inventory
+    revocation fires within the run; the shipped file is only read. Fails loudly when a
+    pattern is not found, so that a change of the rules cannot make the e2e vacuous."""
     out, rewritten = [], 0
+    grace_since, grace_valid = 0, 0
     with open(src, encoding="utf-8") as f:
         for line in f:
             # `for: 1h` or `for: "1h"` (the rendered file quotes its strings)
@@ -302,13 +314,29 @@ def cmd_rewrite_rules(src, dst, new_for):
             if m and not re.fullmatch(r"0+[smhdwy]?", m.group(3)):
                 line = f"{m.group(1)}{m.group(2)}{new_for}{m.group(4)}{m.group(5)}"
                 rewritten += 1
+            line, n = REVOKED_GRACE.subn(lambda g: g.group(1) + str(grace), line)
+            if n and "time()" in line:
+                grace_since += n
+            elif n and "apitoken_last_valid_timestamp_seconds" in line:
+                grace_valid += n
+            elif n:
+                print(f"unexpected revocation comparison in {src}: {line.strip()}", file=sys.stderr)
+                return 1
             out.append(line)
     if rewritten == 0:
         print(f"no `for:` found in {src}", file=sys.stderr)
         return 1
+    if grace_since == 0 or grace_valid == 0:
+        print(f"ApiTokenRevokedStillAccepted's grace (`time() - apitoken_revoked_timestamp_seconds"
+              f"{{...}} > N` and `apitoken_last_valid_timestamp_seconds{{...}} - ... "
+              f"apitoken_revoked_timestamp_seconds{{...}} > N`) not found in {src} (found "
+              f"{grace_since} and {grace_valid}): update REVOKED_GRACE in {sys.argv[0]}",
+              file=sys.stderr)
+        return 1
     with open(dst, "w", encoding="utf-8") as f:
         f.writelines(out)
-    print(f"rewrote {rewritten} for: durations to {new_for}")
+    print(f"rewrote {rewritten} for: durations to {new_for} and {grace_since + grace_valid} "
+          f"revocation graces to {grace}s")
     return 0
 
 
@@ -651,7 +679,7 @@ def main(argv):
     commands = {
         "free-ports": (cmd_free_ports, 1),
         "wait-http": (cmd_wait_http, (2, 3)),
-        "rewrite-rules": (cmd_rewrite_rules, 3),
+        "rewrite-rules": (cmd_rewrite_rules, 4),
         "webhook": (cmd_webhook, 3),
         "check": (cmd_check, 4),
     }

@@ -2,8 +2,9 @@
 # End-to-end test of the shipped alert rules and dashboards against the real thing:
 #
 #   apitoken_exporter demo  <-scrape-  prometheus (rules: a copy of alerts/apitoken.rules.yml
-#   (+ a second demo as a           with `for:` shortened)  -->  alertmanager  -->  webhook
-#    replica, added later)                         (route team="demo" --> team webhook too)
+#   (+ a second demo as a           with `for:` and the     -->  alertmanager  -->  webhook
+#    replica, added later)          revocation grace shortened)  (route team="demo" -->
+#                                                                 team webhook too)
 #
 # Asserts that the demo's broken tokens raise their alerts at the webhook, that nothing fires
 # for the valid tokens, that the exporter's series match the spec, that every PromQL
@@ -26,6 +27,8 @@ HELPER="$ROOT/tests/e2e/alerting_e2e.py"
 BIN="${APITOKEN_EXPORTER_BIN:-target/debug/apitoken_exporter}"
 TIMEOUT="${E2E_TIMEOUT:-120}"
 SHORT_FOR="10s"
+# ApiTokenRevokedStillAccepted's 900 s grace after a revocation, in the test copy
+REVOKED_GRACE=5
 T0=$(date +%s)
 
 PIDS=()
@@ -155,9 +158,9 @@ EOF
 PIDS+=("$!")
 python3 "$HELPER" wait-http "http://$AM/-/ready" 30 "${PIDS[-1]}" || setup_fail "alertmanager did not become ready"
 
-# -- prometheus, with a test copy of the shipped rules (shorter `for:`)
+# -- prometheus, with a test copy of the shipped rules (shorter `for:` and revocation grace)
 python3 "$HELPER" rewrite-rules alerts/apitoken.rules.yml "$TMP/apitoken.rules.yml" "$SHORT_FOR" \
-  || setup_fail "could not rewrite the rule file"
+  "$REVOKED_GRACE" || setup_fail "could not rewrite the rule file"
 promtool check rules "$TMP/apitoken.rules.yml" >"$TMP/promtool.log" 2>&1 \
   || setup_fail "the rewritten rule file does not load"
 mkdir -p "$TMP/prometheus"
