@@ -18,11 +18,17 @@ Sub-commands:
 `check` also reads the environment: E2E_TEAM_WEBHOOK_OUT (the team receiver's JSON lines),
 E2E_TARGETS_FILE (Prometheus' file_sd targets of the job), E2E_REPLICA (a second exporter
 with the same config, added to the targets for the HA case), E2E_FOR_SECONDS (the shortened
-`for:`), E2E_LOG_DIR and E2E_T0.
+`for:`), E2E_LOG_DIR and E2E_T0; and for the scenario `apitoken-sim --scenario alerts-2026`
+(sim/src/bin/apitoken-sim.rs), which a third exporter watches and a second Prometheus
+(same job name, same rules, same Alertmanager) scrapes: E2E_SCENARIO_PROM (that
+Prometheus), E2E_SCENARIO_EXPORTER (host:port), E2E_SCENARIO_STILL_WORKS_FOR (seconds a
+revoked token keeps working), E2E_REVOKED_GRACE (the rewritten 900 s grace) and
+E2E_SCENARIO_SECRETS_FILE (the scenario's secrets, one a line, which must appear nowhere).
 
 Everything talks to 127.0.0.1 only.
 """
 
+import datetime
 import glob
 import http.server
 import json
@@ -173,6 +179,26 @@ EXPECTED_STATS = {
     "Exporter up": 1,
     "Config reload": 1,
     "Configured tokens": 14,
+}
+
+# ---------------------------------------------------------------- the scenario
+# What `apitoken-sim --scenario alerts-2026` (sim/src/bin/apitoken-sim.rs) and the exporter
+# config that alerting_e2e.sh writes for it produce; scraped by a Prometheus of its own.
+SCENARIO_ORG = "e2e-org"
+SCENARIO_TEAM = "e2e-scenario"
+SCENARIO_FLIP = "e2e-flip-anonymous"
+# token -> its inventory entry (org_token_id)
+SCENARIO_REVOKED = {"e2e-revoked-blocked": "tok-blocked", "e2e-revoked-deleted": "tok-deleted"}
+SCENARIO_CONTROL = "e2e-linked-valid"
+SCENARIO_ADMIN_KEY = f"{SCENARIO_ORG}-admin-key"
+# token -> exactly the alerts that must reach the webhook for it (no others may). A revoked
+# token raises ApiTokenInvalid too once it finally stops working (the lag is measured then).
+SCENARIO_ALERTS = {
+    SCENARIO_FLIP: {"ApiTokenAnonymousFallback"},
+    "e2e-revoked-blocked": {"ApiTokenRevokedStillAccepted", "ApiTokenInvalid"},
+    "e2e-revoked-deleted": {"ApiTokenRevokedStillAccepted", "ApiTokenInvalid"},
+    SCENARIO_CONTROL: set(),
+    SCENARIO_ADMIN_KEY: set(),
 }
 
 # Metrics the rules and dashboards use when they exist (lifetimes, creation times) but
@@ -430,7 +456,9 @@ def cmd_check(prom, webhook_out, dashboard_dir, timeout):
         time.sleep(1)
     report.check(bool(up), 'Prometheus scrapes job "apitoken-exporter" (up == 1)')
 
-    # 2. Every expected alert reaches the webhook (bounded wait).
+    # 2. Every expected alert reaches the webhook (bounded wait). (The scenario's are
+    # waited for in its own section, 9: waiting for them here would delay the demo's
+    # checks below, some of which are bound to the demo's start.)
     deadline = started + timeout
     pairs = {}
     while time.monotonic() < deadline:
@@ -583,9 +611,13 @@ def cmd_check(prom, webhook_out, dashboard_dir, timeout):
     # 8. Routing: the route on `team` delivered the team's alerts to its own receiver.
     check_team_route(report, os.environ.get("E2E_TEAM_WEBHOOK_OUT"))
 
+    # 9. The scenario: a revocation seen only in the organization inventory, and the flip.
+    check_scenario(report, os.environ.get("E2E_SCENARIO_PROM"), webhook_out, started + timeout)
+
     log_dir = os.environ.get("E2E_LOG_DIR")
     if report.failed and log_dir:
-        for name in ("exporter.log", "prometheus.log", "alertmanager.log"):
+        for name in ("exporter.log", "prometheus.log", "alertmanager.log", "sim.log",
+                     "exporter-scenario.log", "prometheus-scenario.log"):
             path = os.path.join(log_dir, name)
             if os.path.exists(path):
                 with open(path, encoding="utf-8", errors="replace") as f:
@@ -657,6 +689,169 @@ def check_replicas(report, prom, webhook_out):
     for alertname in FORBIDDEN_ALERTNAMES:
         got = [a for a in received_alerts(webhook_out) if a["labels"].get("alertname") == alertname]
         report.check(not got, f"HA: {alertname} did not fire", f"{len(got)} notifications")
+
+
+def scenario_ready(prom, pairs):
+    """The scenario's alerts all reached the webhook and both lags are known."""
+    if not all((name, token) in pairs for token, names in SCENARIO_ALERTS.items() for name in names):
+        return False
+    lags, _ = prom_query(prom, f'apitoken_revocation_lag_seconds{{token=~"{"|".join(SCENARIO_REVOKED)}"}}')
+    return len(lags or []) == len(SCENARIO_REVOKED)
+
+
+def parse_rfc3339(text):
+    """Unix seconds of Alertmanager's `startsAt` (nanosecond fractions, `Z` or an offset)."""
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text or "")
+    if not m:
+        return None
+    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
+    base = datetime.datetime.fromisoformat(m.group(1) + zone).timestamp()
+    return base + (float("0." + m.group(2)) if m.group(2) else 0.0)
+
+
+def prom_value(prom, expr):
+    """The single value of an instant query, or None (no data, several, or an error)."""
+    samples, _ = prom_query(prom, expr)
+    return samples[0][1] if samples and len(samples) == 1 else None
+
+
+def check_scenario(report, prom, webhook_out, deadline):
+    """apitoken-sim --scenario alerts-2026 (sim/src/bin/apitoken-sim.rs), scraped by its own
+    Prometheus with the same rules copy and Alertmanager: a revocation seen only in the
+    organization inventory fires ApiTokenRevokedStillAccepted, and the flip fires
+    ApiTokenAnonymousFallback and never ApiTokenInvalid."""
+    if not prom:
+        report.check(False, "scenario: E2E_SCENARIO_PROM is set")
+        return
+    grace = float(os.environ.get("E2E_REVOKED_GRACE", "5"))
+    still_works_for = float(os.environ.get("E2E_SCENARIO_STILL_WORKS_FOR", "30"))
+    # Bounded wait (the same E2E_TIMEOUT from the start of the checks; the scenario is
+    # usually done long before the demo's checks are).
+    waited = time.monotonic()
+    while not scenario_ready(prom, firing_pairs(received_alerts(webhook_out))) and time.monotonic() < deadline:
+        time.sleep(1)
+    report.info(f"waited {time.monotonic() - waited:.0f}s more for the scenario")
+    up = prom_value(prom, 'count(up{job="apitoken-exporter"} == 1)')
+    report.check(up == 1, "scenario: its Prometheus scrapes the scenario's exporter (up == 1)", f"got {up}")
+
+    # The webhook: exactly the expected alerts per token, with the token's labels.
+    alerts = received_alerts(webhook_out)
+    pairs = firing_pairs(alerts)
+    for token, names in SCENARIO_ALERTS.items():
+        for alertname in sorted(names):
+            alert = pairs.get((alertname, token))
+            problems = ["not received"] if alert is None else []
+            if alert is not None:
+                labels, ann = alert["labels"], alert.get("annotations", {})
+                if labels.get("provider") != "jira" or labels.get("team") != SCENARIO_TEAM:
+                    problems.append(f"labels {labels}")
+                if labels.get("severity") not in ("warning", "critical"):
+                    problems.append(f"severity label {labels.get('severity')!r}")
+                if token not in ann.get("summary", "") or token not in ann.get("description", ""):
+                    problems.append("summary/description do not name the token")
+            report.check(not problems, f"scenario: webhook received {alertname} for {token}",
+                         "; ".join(problems))
+        got = sorted({a["labels"].get("alertname") for a in alerts if a["labels"].get("token") == token})
+        report.check(set(got) == names, f"scenario: no other alert reached the webhook for {token}",
+                     f"got {got}, want {sorted(names)}")
+    quiet = f'{SCENARIO_CONTROL}|{SCENARIO_ADMIN_KEY}'
+    seen, err = prom_query(prom, f'count by (alertname, token) (count_over_time(ALERTS{{token=~"{quiet}"}}[1h]))')
+    report.check(err is None and not seen,
+                 f"scenario: no alert was ever pending or firing in Prometheus for {SCENARIO_CONTROL} or {SCENARIO_ADMIN_KEY}",
+                 err or str([s[0] for s in seen or []]))
+    seen, err = prom_query(prom, f'count by (alertname) (count_over_time(ALERTS{{org="{SCENARIO_ORG}"}}[1h]))')
+    report.check(err is None and not seen, f"scenario: no org alert for {SCENARIO_ORG}",
+                 err or str([s[0] for s in seen or []]))
+
+    # 1. Revoked in the inventory only: the series say so, and the alert fired in the window
+    # the rule defines (after the grace, while the credential still worked).
+    for token, entry in SCENARIO_REVOKED.items():
+        revoked = prom_value(prom, f'apitoken_revoked_timestamp_seconds{{token="{token}", source="org_inventory"}}')
+        report.check(revoked is not None,
+                     f'scenario: apitoken_revoked_timestamp_seconds{{token="{token}", source="org_inventory"}} is present')
+        others, err = prom_query(prom, f'count_over_time(apitoken_revoked_timestamp_seconds{{token="{token}", source!="org_inventory"}}[1h])')
+        report.check(err is None and not others,
+                     f"scenario: {token} was never revoked by any other source (no revoked_at in the config)",
+                     err or str([s[0] for s in others or []]))
+        lag = prom_value(prom, f'apitoken_revocation_lag_seconds{{token="{token}"}}')
+        low, high = still_works_for - 3, still_works_for + 20
+        report.check(lag is not None and low <= lag <= high,
+                     f"scenario: apitoken_revocation_lag_seconds{{token=\"{token}\"}} in [{low:g}, {high:g}]",
+                     f"got {lag}")
+        alert = pairs.get(("ApiTokenRevokedStillAccepted", token))
+        starts = parse_rfc3339(alert.get("startsAt")) if alert else None
+        ok = starts is not None and revoked is not None and revoked + grace <= starts <= revoked + still_works_for + 5
+        report.check(ok, f"scenario: ApiTokenRevokedStillAccepted for {token} started after the {grace:g}s "
+                     "grace and before the credential died",
+                     f"startsAt {starts}, revoked at {revoked}")
+        before = prom_value(prom, f'count(count_over_time(apitoken_org_token_expiry_timestamp_seconds{{org="{SCENARIO_ORG}", token_id="{entry}", status="ALLOWED"}}[1h]))')
+        report.check(before == 1, f"scenario: the inventory listed {entry} ALLOWED before the revocation",
+                     f"got {before}")
+    blocked = prom_value(prom, f'count(apitoken_org_token_expiry_timestamp_seconds{{org="{SCENARIO_ORG}", token_id="tok-blocked", status="BLOCKED"}})')
+    report.check(blocked == 1, "scenario: the inventory lists tok-blocked BLOCKED now", f"got {blocked}")
+    gone, err = prom_query(prom, f'apitoken_org_token_expiry_timestamp_seconds{{org="{SCENARIO_ORG}", token_id="tok-deleted"}}')
+    report.check(err is None and not gone, "scenario: tok-deleted is gone from the inventory",
+                 err or str([s[0] for s in gone or []]))
+    never, err = prom_query(prom, f'count_over_time(apitoken_revoked_timestamp_seconds{{token=~"{SCENARIO_FLIP}|{SCENARIO_CONTROL}"}}[1h])')
+    report.check(err is None and not never, f"scenario: {SCENARIO_FLIP} and {SCENARIO_CONTROL} were never revoked",
+                 err or str([s[0] for s in never or []]))
+    valid = prom_value(prom, f'min_over_time(apitoken_valid{{token="{SCENARIO_CONTROL}"}}[1h])')
+    report.check(valid == 1, f"scenario: {SCENARIO_CONTROL} (linked, its entry ALLOWED) stayed valid", f"got {valid}")
+
+    # 2. The flip: the side probe failed every second request, yet the token stayed
+    # "anonymous" across the whole run, and was never called rejected.
+    flip = f'token="{SCENARIO_FLIP}"'
+    for expr, low, name in [
+        (f"min_over_time(apitoken_anonymous_fallback{{{flip}}}[1h])", 1, "apitoken_anonymous_fallback stayed 1 across the run"),
+        (f"count_over_time(apitoken_anonymous_fallback{{{flip}}}[1h])", 10, "... over at least 10 samples"),
+        (f'apitoken_probe_errors_total{{{flip}, reason="rate_limited"}}', 2, "its side probe was rate-limited (probe errors, reason rate_limited)"),
+        (f'apitoken_probes_total{{{flip}, result="anonymous"}}', 2, "its probes concluded anonymous"),
+    ]:
+        got = prom_value(prom, expr)
+        ok = got is not None and got >= low and (low != 1 or got == 1)
+        report.check(ok, f"scenario: {SCENARIO_FLIP}: {name} ({expr})", f"got {got}")
+    valid = prom_value(prom, f"max_over_time(apitoken_valid{{{flip}}}[1h])")
+    report.check(valid == 0, f"scenario: {SCENARIO_FLIP}: apitoken_valid stayed 0", f"got {valid}")
+    rejected, err = prom_query(prom, f'apitoken_probes_total{{{flip}, result="rejected"}} > 0')
+    report.check(err is None and not rejected, f"scenario: {SCENARIO_FLIP}: no probe concluded rejected",
+                 err or str([s[1] for s in rejected or []]))
+    invalid, err = prom_query(prom, f'count_over_time(ALERTS{{alertname="ApiTokenInvalid", {flip}}}[1h])')
+    report.check(err is None and not invalid,
+                 f"scenario: ApiTokenInvalid was never pending or firing in Prometheus for {SCENARIO_FLIP}",
+                 err or "it was")
+
+    # 3. The scenario's secrets appear nowhere: logs, configs, webhooks, /metrics, the status
+    # page, Prometheus' series.
+    check_scenario_secrets(report, prom)
+
+
+def check_scenario_secrets(report, prom):
+    path = os.environ.get("E2E_SCENARIO_SECRETS_FILE")
+    if not path:
+        report.check(False, "scenario: E2E_SCENARIO_SECRETS_FILE is set")
+        return
+    with open(path, encoding="utf-8") as f:
+        secrets = [line.strip() for line in f if line.strip()]
+    texts = {}
+    log_dir = os.environ.get("E2E_LOG_DIR", "")
+    for name in sorted(glob.glob(os.path.join(log_dir, "*"))):
+        if os.path.isfile(name) and os.path.abspath(name) != os.path.abspath(path):
+            with open(name, encoding="utf-8", errors="replace") as f:
+                texts[os.path.basename(name)] = f.read()
+    exporter = os.environ.get("E2E_SCENARIO_EXPORTER")
+    for what, url in [("/metrics", f"http://{exporter}/metrics"), ("status page", f"http://{exporter}/"),
+                      ("Prometheus series", prom.rstrip("/") + "/api/v1/series?"
+                       + urllib.parse.urlencode({"match[]": '{job="apitoken-exporter"}'}))]:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                texts[what] = resp.read().decode("utf-8", errors="replace")
+        except (urllib.error.URLError, OSError) as err:
+            texts[what] = ""
+            report.check(False, f"scenario: read {what} for the secrets check", str(err))
+    leaks = sorted(where for where, text in texts.items() if any(s in text for s in secrets))
+    report.check(len(secrets) == 5 and not leaks,
+                 f"scenario: no secret in {len(texts)} logs, configs, webhook payloads and pages",
+                 f"{len(secrets)} secrets; found in {leaks}")
 
 
 def check_team_route(report, team_webhook_out):
