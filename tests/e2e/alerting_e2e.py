@@ -5,7 +5,10 @@ Sub-commands:
   free-ports N                      print N distinct free TCP ports on 127.0.0.1
   wait-http URL TIMEOUT [PID]       poll URL until it answers 200 (bounded; gives up
                                     early once process PID has exited)
-  rewrite-rules SRC DST FOR         copy a rule file with every non-zero `for:` set to FOR
+  rewrite-rules SRC DST FOR GRACE   copy a rule file with every non-zero `for:` set to FOR
+                                    and ApiTokenRevokedStillAccepted's grace after the
+                                    revocation (`... revoked_timestamp_seconds > 900`) set to
+                                    GRACE seconds; fails when either is not found
   webhook PORT OUT MAX_SECONDS      Alertmanager webhook receiver: appends each POSTed
                                     payload as one JSON line to OUT; exits after MAX_SECONDS
   check PROM_URL WEBHOOK_OUT DASHBOARD_DIR TIMEOUT
@@ -15,11 +18,17 @@ Sub-commands:
 `check` also reads the environment: E2E_TEAM_WEBHOOK_OUT (the team receiver's JSON lines),
 E2E_TARGETS_FILE (Prometheus' file_sd targets of the job), E2E_REPLICA (a second exporter
 with the same config, added to the targets for the HA case), E2E_FOR_SECONDS (the shortened
-`for:`), E2E_LOG_DIR and E2E_T0.
+`for:`), E2E_LOG_DIR and E2E_T0; and for the scenario `apitoken-sim --scenario alerts-2026`
+(sim/src/bin/apitoken-sim.rs), which a third exporter watches and a second Prometheus
+(same job name, same rules, same Alertmanager) scrapes: E2E_SCENARIO_PROM (that
+Prometheus), E2E_SCENARIO_EXPORTER (host:port), E2E_SCENARIO_STILL_WORKS_FOR (seconds a
+revoked token keeps working), E2E_REVOKED_GRACE (the rewritten 900 s grace) and
+E2E_SCENARIO_SECRETS_FILE (the scenario's secrets, one a line, which must appear nowhere).
 
 Everything talks to 127.0.0.1 only.
 """
 
+import datetime
 import glob
 import http.server
 import json
@@ -172,6 +181,26 @@ EXPECTED_STATS = {
     "Configured tokens": 14,
 }
 
+# ---------------------------------------------------------------- the scenario
+# What `apitoken-sim --scenario alerts-2026` (sim/src/bin/apitoken-sim.rs) and the exporter
+# config that alerting_e2e.sh writes for it produce; scraped by a Prometheus of its own.
+SCENARIO_ORG = "e2e-org"
+SCENARIO_TEAM = "e2e-scenario"
+SCENARIO_FLIP = "e2e-flip-anonymous"
+# token -> its inventory entry (org_token_id)
+SCENARIO_REVOKED = {"e2e-revoked-blocked": "tok-blocked", "e2e-revoked-deleted": "tok-deleted"}
+SCENARIO_CONTROL = "e2e-linked-valid"
+SCENARIO_ADMIN_KEY = f"{SCENARIO_ORG}-admin-key"
+# token -> exactly the alerts that must reach the webhook for it (no others may). A revoked
+# token raises ApiTokenInvalid too once it finally stops working (the lag is measured then).
+SCENARIO_ALERTS = {
+    SCENARIO_FLIP: {"ApiTokenAnonymousFallback"},
+    "e2e-revoked-blocked": {"ApiTokenRevokedStillAccepted", "ApiTokenInvalid"},
+    "e2e-revoked-deleted": {"ApiTokenRevokedStillAccepted", "ApiTokenInvalid"},
+    SCENARIO_CONTROL: set(),
+    SCENARIO_ADMIN_KEY: set(),
+}
+
 # Metrics the rules and dashboards use when they exist (lifetimes, creation times) but
 # that the exporter does not emit yet. A dashboard expression may return no data only if it
 # reads one of them and Prometheus has no series of it; once the exporter emits it, the
@@ -291,10 +320,19 @@ def cmd_wait_http(url, timeout, pid=None):
     return 1
 
 
-def cmd_rewrite_rules(src, dst, new_for):
-    """Shorten every non-zero `for:` so the e2e does not wait 30 minutes; the shipped file
-    is only read."""
+# ApiTokenRevokedStillAccepted's grace after the revocation: both comparisons of
+# `apitoken_revoked_timestamp_seconds{...} > 900` (time() since the revocation, and the last
+# valid probe after it), in each branch of the rule's expression.
+REVOKED_GRACE = re.compile(r"(apitoken_revoked_timestamp_seconds\{[^}]*\}\s*>\s*)(\d+(?:\.\d+)?)\b")
+
+
+def cmd_rewrite_rules(src, dst, new_for, grace):
+    """Shorten every non-zero `for:` so the e2e does not wait 30 minutes, and
+    ApiTokenRevokedStillAccepted's 900 s grace after a revocation so that an inventory
+    revocation fires within the run; the shipped file is only read. Fails loudly when a
+    pattern is not found, so that a change of the rules cannot make the e2e vacuous."""
     out, rewritten = [], 0
+    grace_since, grace_valid = 0, 0
     with open(src, encoding="utf-8") as f:
         for line in f:
             # `for: 1h` or `for: "1h"` (the rendered file quotes its strings)
@@ -302,13 +340,29 @@ def cmd_rewrite_rules(src, dst, new_for):
             if m and not re.fullmatch(r"0+[smhdwy]?", m.group(3)):
                 line = f"{m.group(1)}{m.group(2)}{new_for}{m.group(4)}{m.group(5)}"
                 rewritten += 1
+            line, n = REVOKED_GRACE.subn(lambda g: g.group(1) + str(grace), line)
+            if n and "time()" in line:
+                grace_since += n
+            elif n and "apitoken_last_valid_timestamp_seconds" in line:
+                grace_valid += n
+            elif n:
+                print(f"unexpected revocation comparison in {src}: {line.strip()}", file=sys.stderr)
+                return 1
             out.append(line)
     if rewritten == 0:
         print(f"no `for:` found in {src}", file=sys.stderr)
         return 1
+    if grace_since == 0 or grace_valid == 0:
+        print(f"ApiTokenRevokedStillAccepted's grace (`time() - apitoken_revoked_timestamp_seconds"
+              f"{{...}} > N` and `apitoken_last_valid_timestamp_seconds{{...}} - ... "
+              f"apitoken_revoked_timestamp_seconds{{...}} > N`) not found in {src} (found "
+              f"{grace_since} and {grace_valid}): update REVOKED_GRACE in {sys.argv[0]}",
+              file=sys.stderr)
+        return 1
     with open(dst, "w", encoding="utf-8") as f:
         f.writelines(out)
-    print(f"rewrote {rewritten} for: durations to {new_for}")
+    print(f"rewrote {rewritten} for: durations to {new_for} and {grace_since + grace_valid} "
+          f"revocation graces to {grace}s")
     return 0
 
 
@@ -402,7 +456,9 @@ def cmd_check(prom, webhook_out, dashboard_dir, timeout):
         time.sleep(1)
     report.check(bool(up), 'Prometheus scrapes job "apitoken-exporter" (up == 1)')
 
-    # 2. Every expected alert reaches the webhook (bounded wait).
+    # 2. Every expected alert reaches the webhook (bounded wait). (The scenario's are
+    # waited for in its own section, 9: waiting for them here would delay the demo's
+    # checks below, some of which are bound to the demo's start.)
     deadline = started + timeout
     pairs = {}
     while time.monotonic() < deadline:
@@ -555,9 +611,13 @@ def cmd_check(prom, webhook_out, dashboard_dir, timeout):
     # 8. Routing: the route on `team` delivered the team's alerts to its own receiver.
     check_team_route(report, os.environ.get("E2E_TEAM_WEBHOOK_OUT"))
 
+    # 9. The scenario: a revocation seen only in the organization inventory, and the flip.
+    check_scenario(report, os.environ.get("E2E_SCENARIO_PROM"), webhook_out, started + timeout)
+
     log_dir = os.environ.get("E2E_LOG_DIR")
     if report.failed and log_dir:
-        for name in ("exporter.log", "prometheus.log", "alertmanager.log"):
+        for name in ("exporter.log", "prometheus.log", "alertmanager.log", "sim.log",
+                     "exporter-scenario.log", "prometheus-scenario.log"):
             path = os.path.join(log_dir, name)
             if os.path.exists(path):
                 with open(path, encoding="utf-8", errors="replace") as f:
@@ -631,6 +691,169 @@ def check_replicas(report, prom, webhook_out):
         report.check(not got, f"HA: {alertname} did not fire", f"{len(got)} notifications")
 
 
+def scenario_ready(prom, pairs):
+    """The scenario's alerts all reached the webhook and both lags are known."""
+    if not all((name, token) in pairs for token, names in SCENARIO_ALERTS.items() for name in names):
+        return False
+    lags, _ = prom_query(prom, f'apitoken_revocation_lag_seconds{{token=~"{"|".join(SCENARIO_REVOKED)}"}}')
+    return len(lags or []) == len(SCENARIO_REVOKED)
+
+
+def parse_rfc3339(text):
+    """Unix seconds of Alertmanager's `startsAt` (nanosecond fractions, `Z` or an offset)."""
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text or "")
+    if not m:
+        return None
+    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
+    base = datetime.datetime.fromisoformat(m.group(1) + zone).timestamp()
+    return base + (float("0." + m.group(2)) if m.group(2) else 0.0)
+
+
+def prom_value(prom, expr):
+    """The single value of an instant query, or None (no data, several, or an error)."""
+    samples, _ = prom_query(prom, expr)
+    return samples[0][1] if samples and len(samples) == 1 else None
+
+
+def check_scenario(report, prom, webhook_out, deadline):
+    """apitoken-sim --scenario alerts-2026 (sim/src/bin/apitoken-sim.rs), scraped by its own
+    Prometheus with the same rules copy and Alertmanager: a revocation seen only in the
+    organization inventory fires ApiTokenRevokedStillAccepted, and the flip fires
+    ApiTokenAnonymousFallback and never ApiTokenInvalid."""
+    if not prom:
+        report.check(False, "scenario: E2E_SCENARIO_PROM is set")
+        return
+    grace = float(os.environ.get("E2E_REVOKED_GRACE", "5"))
+    still_works_for = float(os.environ.get("E2E_SCENARIO_STILL_WORKS_FOR", "30"))
+    # Bounded wait (the same E2E_TIMEOUT from the start of the checks; the scenario is
+    # usually done long before the demo's checks are).
+    waited = time.monotonic()
+    while not scenario_ready(prom, firing_pairs(received_alerts(webhook_out))) and time.monotonic() < deadline:
+        time.sleep(1)
+    report.info(f"waited {time.monotonic() - waited:.0f}s more for the scenario")
+    up = prom_value(prom, 'count(up{job="apitoken-exporter"} == 1)')
+    report.check(up == 1, "scenario: its Prometheus scrapes the scenario's exporter (up == 1)", f"got {up}")
+
+    # The webhook: exactly the expected alerts per token, with the token's labels.
+    alerts = received_alerts(webhook_out)
+    pairs = firing_pairs(alerts)
+    for token, names in SCENARIO_ALERTS.items():
+        for alertname in sorted(names):
+            alert = pairs.get((alertname, token))
+            problems = ["not received"] if alert is None else []
+            if alert is not None:
+                labels, ann = alert["labels"], alert.get("annotations", {})
+                if labels.get("provider") != "jira" or labels.get("team") != SCENARIO_TEAM:
+                    problems.append(f"labels {labels}")
+                if labels.get("severity") not in ("warning", "critical"):
+                    problems.append(f"severity label {labels.get('severity')!r}")
+                if token not in ann.get("summary", "") or token not in ann.get("description", ""):
+                    problems.append("summary/description do not name the token")
+            report.check(not problems, f"scenario: webhook received {alertname} for {token}",
+                         "; ".join(problems))
+        got = sorted({a["labels"].get("alertname") for a in alerts if a["labels"].get("token") == token})
+        report.check(set(got) == names, f"scenario: no other alert reached the webhook for {token}",
+                     f"got {got}, want {sorted(names)}")
+    quiet = f'{SCENARIO_CONTROL}|{SCENARIO_ADMIN_KEY}'
+    seen, err = prom_query(prom, f'count by (alertname, token) (count_over_time(ALERTS{{token=~"{quiet}"}}[1h]))')
+    report.check(err is None and not seen,
+                 f"scenario: no alert was ever pending or firing in Prometheus for {SCENARIO_CONTROL} or {SCENARIO_ADMIN_KEY}",
+                 err or str([s[0] for s in seen or []]))
+    seen, err = prom_query(prom, f'count by (alertname) (count_over_time(ALERTS{{org="{SCENARIO_ORG}"}}[1h]))')
+    report.check(err is None and not seen, f"scenario: no org alert for {SCENARIO_ORG}",
+                 err or str([s[0] for s in seen or []]))
+
+    # 1. Revoked in the inventory only: the series say so, and the alert fired in the window
+    # the rule defines (after the grace, while the credential still worked).
+    for token, entry in SCENARIO_REVOKED.items():
+        revoked = prom_value(prom, f'apitoken_revoked_timestamp_seconds{{token="{token}", source="org_inventory"}}')
+        report.check(revoked is not None,
+                     f'scenario: apitoken_revoked_timestamp_seconds{{token="{token}", source="org_inventory"}} is present')
+        others, err = prom_query(prom, f'count_over_time(apitoken_revoked_timestamp_seconds{{token="{token}", source!="org_inventory"}}[1h])')
+        report.check(err is None and not others,
+                     f"scenario: {token} was never revoked by any other source (no revoked_at in the config)",
+                     err or str([s[0] for s in others or []]))
+        lag = prom_value(prom, f'apitoken_revocation_lag_seconds{{token="{token}"}}')
+        low, high = still_works_for - 3, still_works_for + 20
+        report.check(lag is not None and low <= lag <= high,
+                     f"scenario: apitoken_revocation_lag_seconds{{token=\"{token}\"}} in [{low:g}, {high:g}]",
+                     f"got {lag}")
+        alert = pairs.get(("ApiTokenRevokedStillAccepted", token))
+        starts = parse_rfc3339(alert.get("startsAt")) if alert else None
+        ok = starts is not None and revoked is not None and revoked + grace <= starts <= revoked + still_works_for + 5
+        report.check(ok, f"scenario: ApiTokenRevokedStillAccepted for {token} started after the {grace:g}s "
+                     "grace and before the credential died",
+                     f"startsAt {starts}, revoked at {revoked}")
+        before = prom_value(prom, f'count(count_over_time(apitoken_org_token_expiry_timestamp_seconds{{org="{SCENARIO_ORG}", token_id="{entry}", status="ALLOWED"}}[1h]))')
+        report.check(before == 1, f"scenario: the inventory listed {entry} ALLOWED before the revocation",
+                     f"got {before}")
+    blocked = prom_value(prom, f'count(apitoken_org_token_expiry_timestamp_seconds{{org="{SCENARIO_ORG}", token_id="tok-blocked", status="BLOCKED"}})')
+    report.check(blocked == 1, "scenario: the inventory lists tok-blocked BLOCKED now", f"got {blocked}")
+    gone, err = prom_query(prom, f'apitoken_org_token_expiry_timestamp_seconds{{org="{SCENARIO_ORG}", token_id="tok-deleted"}}')
+    report.check(err is None and not gone, "scenario: tok-deleted is gone from the inventory",
+                 err or str([s[0] for s in gone or []]))
+    never, err = prom_query(prom, f'count_over_time(apitoken_revoked_timestamp_seconds{{token=~"{SCENARIO_FLIP}|{SCENARIO_CONTROL}"}}[1h])')
+    report.check(err is None and not never, f"scenario: {SCENARIO_FLIP} and {SCENARIO_CONTROL} were never revoked",
+                 err or str([s[0] for s in never or []]))
+    valid = prom_value(prom, f'min_over_time(apitoken_valid{{token="{SCENARIO_CONTROL}"}}[1h])')
+    report.check(valid == 1, f"scenario: {SCENARIO_CONTROL} (linked, its entry ALLOWED) stayed valid", f"got {valid}")
+
+    # 2. The flip: the side probe failed every second request, yet the token stayed
+    # "anonymous" across the whole run, and was never called rejected.
+    flip = f'token="{SCENARIO_FLIP}"'
+    for expr, low, name in [
+        (f"min_over_time(apitoken_anonymous_fallback{{{flip}}}[1h])", 1, "apitoken_anonymous_fallback stayed 1 across the run"),
+        (f"count_over_time(apitoken_anonymous_fallback{{{flip}}}[1h])", 10, "... over at least 10 samples"),
+        (f'apitoken_probe_errors_total{{{flip}, reason="rate_limited"}}', 2, "its side probe was rate-limited (probe errors, reason rate_limited)"),
+        (f'apitoken_probes_total{{{flip}, result="anonymous"}}', 2, "its probes concluded anonymous"),
+    ]:
+        got = prom_value(prom, expr)
+        ok = got is not None and got >= low and (low != 1 or got == 1)
+        report.check(ok, f"scenario: {SCENARIO_FLIP}: {name} ({expr})", f"got {got}")
+    valid = prom_value(prom, f"max_over_time(apitoken_valid{{{flip}}}[1h])")
+    report.check(valid == 0, f"scenario: {SCENARIO_FLIP}: apitoken_valid stayed 0", f"got {valid}")
+    rejected, err = prom_query(prom, f'apitoken_probes_total{{{flip}, result="rejected"}} > 0')
+    report.check(err is None and not rejected, f"scenario: {SCENARIO_FLIP}: no probe concluded rejected",
+                 err or str([s[1] for s in rejected or []]))
+    invalid, err = prom_query(prom, f'count_over_time(ALERTS{{alertname="ApiTokenInvalid", {flip}}}[1h])')
+    report.check(err is None and not invalid,
+                 f"scenario: ApiTokenInvalid was never pending or firing in Prometheus for {SCENARIO_FLIP}",
+                 err or "it was")
+
+    # 3. The scenario's secrets appear nowhere: logs, configs, webhooks, /metrics, the status
+    # page, Prometheus' series.
+    check_scenario_secrets(report, prom)
+
+
+def check_scenario_secrets(report, prom):
+    path = os.environ.get("E2E_SCENARIO_SECRETS_FILE")
+    if not path:
+        report.check(False, "scenario: E2E_SCENARIO_SECRETS_FILE is set")
+        return
+    with open(path, encoding="utf-8") as f:
+        secrets = [line.strip() for line in f if line.strip()]
+    texts = {}
+    log_dir = os.environ.get("E2E_LOG_DIR", "")
+    for name in sorted(glob.glob(os.path.join(log_dir, "*"))):
+        if os.path.isfile(name) and os.path.abspath(name) != os.path.abspath(path):
+            with open(name, encoding="utf-8", errors="replace") as f:
+                texts[os.path.basename(name)] = f.read()
+    exporter = os.environ.get("E2E_SCENARIO_EXPORTER")
+    for what, url in [("/metrics", f"http://{exporter}/metrics"), ("status page", f"http://{exporter}/"),
+                      ("Prometheus series", prom.rstrip("/") + "/api/v1/series?"
+                       + urllib.parse.urlencode({"match[]": '{job="apitoken-exporter"}'}))]:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                texts[what] = resp.read().decode("utf-8", errors="replace")
+        except (urllib.error.URLError, OSError) as err:
+            texts[what] = ""
+            report.check(False, f"scenario: read {what} for the secrets check", str(err))
+    leaks = sorted(where for where, text in texts.items() if any(s in text for s in secrets))
+    report.check(len(secrets) == 5 and not leaks,
+                 f"scenario: no secret in {len(texts)} logs, configs, webhook payloads and pages",
+                 f"{len(secrets)} secrets; found in {leaks}")
+
+
 def check_team_route(report, team_webhook_out):
     if not team_webhook_out:
         report.check(False, "routing: E2E_TEAM_WEBHOOK_OUT is set")
@@ -651,7 +874,7 @@ def main(argv):
     commands = {
         "free-ports": (cmd_free_ports, 1),
         "wait-http": (cmd_wait_http, (2, 3)),
-        "rewrite-rules": (cmd_rewrite_rules, 3),
+        "rewrite-rules": (cmd_rewrite_rules, 4),
         "webhook": (cmd_webhook, 3),
         "check": (cmd_check, 4),
     }

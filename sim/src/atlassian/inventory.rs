@@ -15,6 +15,9 @@
 //!   ([`Simulator::remove_org_token`], [`Simulator::remove_org_api_key`]) between runs,
 //!   and [`Simulator::revoke_org_token`] does either while the token's credential keeps
 //!   authenticating for a while ("revoked, but still works for 20 minutes");
+//!   [`Simulator::revoke_org_token_on_listing`] does the same during the organization's
+//!   nth listing, so a process that lists on its own schedule (the exporter in
+//!   `tests/e2e/alerting_e2e.sh`) is sure to have seen the entry `ALLOWED` first;
 //! * [`Simulator::add_generated_org_tokens`] adds any number of tokens that are made up
 //!   page by page ([`generated_org_token`]), so 250,000 tokens cost no memory.
 
@@ -97,6 +100,19 @@ pub(crate) struct SimOrg {
     /// Arrival offsets (since `Simulator::new`) of inventory requests.
     requests: Vec<Duration>,
     throttled: u64,
+    /// Listings of `api-tokens` answered so far (first-page requests, without `cursor`).
+    listings: u64,
+    /// Revocations due on a listing ([`Simulator::revoke_org_token_on_listing`]).
+    scheduled: Vec<ScheduledRevocation>,
+}
+
+/// A revocation that happens during the organization's `on_listing`th listing.
+struct ScheduledRevocation {
+    on_listing: u64,
+    token_id: String,
+    how: RevokeAs,
+    secret: String,
+    still_works_for: Duration,
 }
 
 impl SimOrg {
@@ -112,6 +128,30 @@ impl SimOrg {
             window_used: 0,
             requests: Vec::new(),
             throttled: 0,
+            listings: 0,
+            scheduled: Vec::new(),
+        }
+    }
+
+    /// A listing of `api-tokens` begins: counts it and applies the revocations due on it
+    /// (before the page is served, so this listing already shows them).
+    fn begin_listing(&mut self, sim: &Simulator) {
+        self.listings += 1;
+        let listings = self.listings;
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.scheduled)
+            .into_iter()
+            .partition(|r| r.on_listing <= listings);
+        self.scheduled = later;
+        for r in due {
+            match r.how {
+                RevokeAs::Blocked => self
+                    .tokens
+                    .iter_mut()
+                    .filter(|t| t.id == r.token_id)
+                    .for_each(|t| t.status = "BLOCKED".to_string()),
+                RevokeAs::Deleted => self.tokens.retain(|t| t.id != r.token_id),
+            }
+            sim.dies_after(&r.secret, r.still_works_for);
         }
     }
 }
@@ -175,6 +215,40 @@ impl Simulator {
         };
         self.dies_after(secret, still_works_for);
         found
+    }
+
+    /// [`Simulator::revoke_org_token`], done by the admin during the organization's `nth`
+    /// listing of `api-tokens` (1-based, counting first-page requests, i.e. those without
+    /// `cursor`, from the organization's creation on; a listing that is due already or
+    /// overdue is the next one): the listings before show the entry as it is, that listing
+    /// and the later ones show it `BLOCKED` or gone, and the credential `secret` keeps
+    /// authenticating for `still_works_for` from that moment on. A test (or
+    /// `apitoken-sim --scenario alerts-2026`) thus knows the exporter saw the entry
+    /// `ALLOWED` `nth - 1` times first, whatever the exporter's timing.
+    pub fn revoke_org_token_on_listing(
+        &self,
+        org_id: &str,
+        token_id: &str,
+        how: RevokeAs,
+        nth: u64,
+        secret: &str,
+        still_works_for: Duration,
+    ) {
+        self.with_org(org_id, |o| {
+            o.scheduled.push(ScheduledRevocation {
+                on_listing: nth,
+                token_id: token_id.to_string(),
+                how,
+                secret: secret.to_string(),
+                still_works_for,
+            });
+        });
+    }
+
+    /// Listings of the organization's `api-tokens` so far (first-page requests answered
+    /// past the rate limit, see [`Simulator::revoke_org_token_on_listing`]).
+    pub fn org_listings(&self, org_id: &str) -> u64 {
+        lock(&self.inner.orgs).get(org_id).map_or(0, |o| o.listings)
     }
 
     /// Deletes an admin API key from the list; true if it existed.
@@ -401,6 +475,7 @@ pub(crate) fn answer(
 
     let mut page_size = DEFAULT_PAGE_SIZE;
     let mut offset = 0;
+    let mut first_page = true;
     for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match k.as_ref() {
             "pageSize" => match v.parse::<usize>() {
@@ -408,11 +483,14 @@ pub(crate) fn answer(
                 _ => return bad_request("pageSize must be a positive number"),
             },
             "cursor" => match decode_cursor(&v) {
-                Some(o) => offset = o,
+                Some(o) => (offset, first_page) = (o, false),
                 None => return bad_request("invalid cursor"),
             },
             _ => {}
         }
+    }
+    if list == OrgList::ApiTokens && first_page {
+        org.begin_listing(sim);
     }
     let page = offset / page_size + 1;
     if list == OrgList::ApiTokens && org.failing_pages.contains(&page) {
@@ -648,6 +726,100 @@ mod tests {
         let t = generated_org_token(249_900, base_time);
         assert_eq!(data[0]["expiresAt"], rfc3339(t.expires_at.unwrap()));
         assert_eq!(data[0]["user"]["id"], "gen-acc-4900");
+    }
+
+    #[tokio::test]
+    async fn a_revocation_on_the_nth_listing_shows_from_that_listing_on() {
+        let sim = Simulator::new();
+        sim.add_credential("adminkey", cred(Behaviour::Valid));
+        sim.add_credential("blocked", cred(Behaviour::Valid));
+        sim.add_credential("deleted", cred(Behaviour::Valid));
+        sim.add_org_tokens("o1", (1..=3).map(|i| generated_org_token(i, 0)).collect());
+        let ids = ["gen-0000001", "gen-0000002"];
+        sim.revoke_org_token_on_listing(
+            "o1",
+            ids[0],
+            RevokeAs::Blocked,
+            3,
+            "blocked",
+            Duration::from_millis(300),
+        );
+        sim.revoke_org_token_on_listing(
+            "o1",
+            ids[1],
+            RevokeAs::Deleted,
+            3,
+            "deleted",
+            Duration::ZERO,
+        );
+        let running = start(&sim).await;
+        let base = running.base_url();
+        let list = format!("{base}/admin/api-access/v1/orgs/o1/api-tokens?pageSize=2");
+        let myself = format!("{base}/rest/api/3/myself");
+        // A whole listing (following `next`): the entries' ids and statuses.
+        async fn listing_of(base: &str, list: &str) -> Vec<String> {
+            let mut seen = Vec::new();
+            let mut url = list.to_string();
+            loop {
+                let v = bearer(&url, "adminkey").await.json();
+                for t in v["data"].as_array().unwrap() {
+                    let (id, status) = (t["id"].as_str().unwrap(), t["status"].as_str().unwrap());
+                    seen.push(format!("{id}={status}"));
+                }
+                match v["links"]["next"].as_str() {
+                    Some(next) => url = format!("{base}{next}"),
+                    None => return seen,
+                }
+            }
+        }
+        let listing = || listing_of(&base, &list);
+        let before = [
+            "gen-0000001=ALLOWED",
+            "gen-0000002=ALLOWED",
+            "gen-0000003=ALLOWED",
+        ];
+        for n in 1..=2 {
+            assert_eq!(listing().await, before, "listing {n}");
+            assert_eq!(sim.org_listings("o1"), n, "a next page is no listing");
+        }
+        assert_eq!(
+            basic(&myself, EMAIL, "deleted").await.status,
+            200,
+            "not yet"
+        );
+        let after = ["gen-0000001=BLOCKED", "gen-0000003=ALLOWED"];
+        assert_eq!(listing().await, after, "listing 3");
+        assert_eq!(
+            basic(&myself, EMAIL, "blocked").await.status,
+            200,
+            "still works"
+        );
+        assert_eq!(
+            basic(&myself, EMAIL, "deleted").await.status,
+            401,
+            "died at once"
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            basic(&myself, EMAIL, "blocked").await.status,
+            401,
+            "now dead"
+        );
+        assert_eq!(listing().await, after, "listing 4");
+        // Scheduled on a listing that is past: the next one.
+        sim.revoke_org_token_on_listing(
+            "o1",
+            "gen-0000003",
+            RevokeAs::Blocked,
+            1,
+            "x",
+            Duration::ZERO,
+        );
+        assert_eq!(
+            listing().await,
+            ["gen-0000001=BLOCKED", "gen-0000003=BLOCKED"]
+        );
+        assert_eq!(sim.org_listings("o1"), 5);
     }
 
     #[tokio::test]
