@@ -10,18 +10,9 @@ use crate::harness::*;
 
 const KEY: &str = "ATATT3xORGADMINKEYdoNotLeak";
 const ORG: &str = "org-1";
-const DAY: i64 = 86_400;
-const EMAIL: &str = "svc@acme.example";
 /// Personal data the simulator returns with every token; none of it may reach /metrics.
 const PRIVATE_DOMAIN: &str = "private.example";
 const PRIVATE_NAME: &str = "Private Person";
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 /// Token `i`: account `acc-{i % 20}`; every 10th has no expiry.
 fn org_token(i: usize) -> OrgToken {

@@ -12,7 +12,7 @@ mod metrics;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use apitoken_sim::{Behaviour, Credential, RunningSimulator, Simulator};
 
@@ -24,6 +24,17 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_apitoken_exporter");
 
 /// The email most simulated credentials authenticate with.
 pub const EMAIL: &str = "svc@acme.example";
+
+/// A day in seconds.
+pub const DAY: i64 = 86_400;
+
+/// The wall clock in whole Unix seconds.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
 
 /// A credential for the simulator, with the email the config must use.
 pub fn cred(account: &str, email: &str, behaviour: Behaviour) -> Credential {
