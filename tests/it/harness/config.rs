@@ -8,9 +8,9 @@
 //!     .yaml()
 //! ```
 //!
-//! Values are quoted YAML strings; [`OrgSpec::raw`] writes one as is (a number, a bool,
-//! or a value the config check must refuse). The tests of configs that are not even
-//! well-formed write their YAML as is.
+//! Values are quoted YAML strings; [`TokenSpec::raw`] and [`OrgSpec::raw`] write one as
+//! is (a number, a bool, or a value the config check must refuse). The tests of configs
+//! that are not even well-formed write their YAML as is.
 
 use std::path::Path;
 
@@ -154,6 +154,11 @@ impl TokenSpec {
     /// Any field, as a quoted string (`auth`, `created_at`, `revoked_at`, …).
     pub fn set(self, key: &'static str, value: impl Into<String>) -> Self {
         TokenSpec(self.0.with(key, value))
+    }
+
+    /// Any field, written verbatim.
+    pub fn raw(self, key: &'static str, value: impl ToString) -> Self {
+        TokenSpec(self.0.raw(key, value))
     }
 
     pub fn site(self, url: &str) -> Self {
