@@ -618,16 +618,9 @@ async fn check_probes_configured_tokens_only() {
             &[org("acme", ORG, &base, "K", "1s")],
         ),
     );
-    let args = [
-        "check".to_string(),
-        format!("--config.file={}", path.display()),
-    ];
-    let (code, out, err) = tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run_cli(&args, &[("K", KEY), ("S", "ATATT3xJIRA")])
-    })
-    .await
-    .unwrap();
+    let file = format!("--config.file={}", path.display());
+    let (code, out, err) =
+        run_cli_off_runtime(&["check", &file], &[("K", KEY), ("S", "ATATT3xJIRA")]).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("jira"));
     assert!(!out.contains("acme-admin-key"), "{out}");
