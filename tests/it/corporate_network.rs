@@ -153,6 +153,21 @@ fn trust(dir: &tempfile::TempDir, pem: &str) -> (&'static str, String) {
     ("tls", format!("{{ca_file: \"{}\"}}", ca.display()))
 }
 
+/// `global:` settings or env vars, each a name and its value.
+type Settings = Vec<(&'static str, String)>;
+
+/// Starts a fresh CONNECT proxy, then the exporter with the `global:` settings and env vars
+/// that `settings` makes of the proxy's URL; once the token is valid (asserted), how many
+/// tunnels the proxy opened.
+async fn tunnels_opened(site: &str, settings: impl FnOnce(&str) -> (Settings, Settings)) -> usize {
+    let (proxy, tunnels) = connect_proxy().await;
+    let (global, env) = settings(&proxy);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let e = start(&global, site, &env);
+    assert_eq!(outcome(&e).await.0, Some(1.0), "{}", e.output());
+    tunnels.load(Ordering::SeqCst)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_private_ca_is_trusted_only_when_configured() {
     let (site, ca_pem) = intercepting_site().await;
@@ -193,43 +208,28 @@ async fn probes_go_through_the_configured_proxy_or_https_proxy_unless_no_proxy()
     let dir = tempfile::tempdir().unwrap();
     let tls = trust(&dir, &ca_pem);
 
-    let (proxy, tunnels) = connect_proxy().await;
-    let via_config = start(
-        &[tls.clone(), ("proxy_url", format!("\"{proxy}\""))],
-        &site,
-        &[],
-    );
-    assert_eq!(
-        outcome(&via_config).await.0,
-        Some(1.0),
-        "{}",
-        via_config.output()
-    );
-    assert!(
-        tunnels.load(Ordering::SeqCst) >= 1,
-        "global.proxy_url was not used"
-    );
-    drop(via_config);
+    let through_config = tunnels_opened(&site, |proxy| {
+        (
+            vec![tls.clone(), ("proxy_url", format!("\"{proxy}\""))],
+            vec![],
+        )
+    })
+    .await;
+    assert!(through_config >= 1, "global.proxy_url was not used");
 
-    let (proxy, tunnels) = connect_proxy().await;
-    let via_env = start(
-        std::slice::from_ref(&tls),
-        &site,
-        &[("HTTPS_PROXY", &proxy)],
-    );
-    assert_eq!(outcome(&via_env).await.0, Some(1.0), "{}", via_env.output());
-    assert!(
-        tunnels.load(Ordering::SeqCst) >= 1,
-        "HTTPS_PROXY was not used"
-    );
-    drop(via_env);
+    let through_env = tunnels_opened(&site, |proxy| {
+        (vec![tls.clone()], vec![("HTTPS_PROXY", proxy.to_string())])
+    })
+    .await;
+    assert!(through_env >= 1, "HTTPS_PROXY was not used");
 
-    let (proxy, tunnels) = connect_proxy().await;
-    let bypass = start(
-        &[tls],
-        &site,
-        &[("HTTPS_PROXY", &proxy), ("NO_PROXY", "127.0.0.1")],
-    );
-    assert_eq!(outcome(&bypass).await.0, Some(1.0), "{}", bypass.output());
-    assert_eq!(tunnels.load(Ordering::SeqCst), 0, "NO_PROXY was ignored");
+    let bypassed = tunnels_opened(&site, |proxy| {
+        let env = vec![
+            ("HTTPS_PROXY", proxy.to_string()),
+            ("NO_PROXY", "127.0.0.1".to_string()),
+        ];
+        (vec![tls.clone()], env)
+    })
+    .await;
+    assert_eq!(bypassed, 0, "NO_PROXY was ignored");
 }
