@@ -152,38 +152,16 @@ async fn check_probes_once_and_sets_the_exit_code() {
             .yaml(),
     );
     let env = [("G", "ATATT3xCHECKgood"), ("D", "ATATT3xCHECKdead")];
-    let bin_args = |p: &std::path::Path, json: bool| {
-        let mut v = vec![
-            "check".to_string(),
-            format!("--config.file={}", p.display()),
-        ];
-        if json {
-            v.push("--output=json".into());
-        }
-        v
-    };
-    let run = move |args: Vec<String>| {
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        run_cli(&refs, &env)
-    };
-    let (code, out, _) = tokio::task::spawn_blocking({
-        let a = bin_args(&all_valid, false);
-        move || run(a)
-    })
-    .await
-    .unwrap();
+    let file = |p: &std::path::Path| format!("--config.file={}", p.display());
+    let (code, out, _) = run_cli_off_runtime(&["check", &file(&all_valid)], &env).await;
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("TOKEN") && out.contains("good") && out.contains("valid"),
         "{out}"
     );
 
-    let (code, out, _) = tokio::task::spawn_blocking({
-        let a = bin_args(&mixed, true);
-        move || run(a)
-    })
-    .await
-    .unwrap();
+    let (code, out, _) =
+        run_cli_off_runtime(&["check", &file(&mixed), "--output=json"], &env).await;
     assert_eq!(code, 1, "{out}");
     let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(rows[0]["token"], "good");
@@ -192,12 +170,7 @@ async fn check_probes_once_and_sets_the_exit_code() {
     assert_eq!(rows[1]["outcome"], "anonymous");
 
     let broken = write(dir.path(), "broken.yaml", "global: {nope: 1}\n");
-    let (code, _, err) = tokio::task::spawn_blocking({
-        let a = bin_args(&broken, false);
-        move || run(a)
-    })
-    .await
-    .unwrap();
+    let (code, _, err) = run_cli_off_runtime(&["check", &file(&broken)], &env).await;
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("unknown field `nope`"), "{err}");
 }

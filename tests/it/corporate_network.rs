@@ -3,18 +3,17 @@
 //! `global.tls.ca_file`, or with the loudly logged `insecure_skip_verify`), and a local
 //! CONNECT proxy used through `global.proxy_url` or `HTTPS_PROXY`, with `NO_PROXY`
 //! honoured.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use apitoken_sim::{Behaviour, Credential, Simulator};
+use apitoken_sim::{Behaviour, Simulator};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-const BIN: &str = env!("CARGO_BIN_EXE_apitoken_exporter");
+use crate::harness::*;
+
 const SECRET: &str = "ATATT3xCORPNETWORK";
 
 /// A private CA and a server certificate for 127.0.0.1 signed by it.
@@ -44,15 +43,8 @@ fn private_ca() -> (String, rustls::ServerConfig) {
 /// The simulator behind TLS with the private CA's certificate: `https://127.0.0.1:PORT`.
 async fn intercepting_site() -> (String, String) {
     let sim = Simulator::new();
-    sim.add_credential(
-        SECRET,
-        Credential {
-            account_id: "acc-corp".into(),
-            email: "corp@x".into(),
-            username: "corp".into(),
-            behaviour: Behaviour::Valid,
-        },
-    );
+    // Username `corp`, from the email.
+    sim.add_credential(SECRET, cred("acc-corp", "corp@x", Behaviour::Valid));
     let (ca_pem, config) = private_ca();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -127,132 +119,86 @@ async fn connect_proxy() -> (String, Arc<AtomicUsize>) {
     (url, tunnels)
 }
 
-struct Exporter {
-    /// Held while this exporter runs, so the soak can have the machine to itself.
-    _gate: crate::harness::gate::Shared,
-    child: Child,
-    base: String,
-    log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
+/// The exporter watching the one jira token `corp` on `site`, with these `global:` settings
+/// (written as is) and extra env vars (the harness keeps the test's own proxy settings out).
+fn start(global: &[(&str, String)], site: &str, env: &[(&str, &str)]) -> Exporter {
+    let token = TokenSpec::jira("corp")
+        .site(site)
+        .email("corp@x")
+        .token_env("CORP")
+        .probe_interval("1s");
+    let config = global
+        .iter()
+        .fold(ConfigBuilder::new(), |c, (k, v)| c.global(k, v))
+        .token(token);
+    let mut all = vec![("CORP", SECRET)];
+    all.extend_from_slice(env);
+    Exporter::start(&config.yaml(), &all)
 }
 
-impl Exporter {
-    fn start(global: &str, site: &str, env: &[(&str, &str)]) -> Exporter {
-        let gate = crate::harness::gate::shared();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.yaml");
-        let config = format!(
-            "global: {{{global}}}\ntokens:\n  - {{name: corp, provider: jira, site: \"{site}\", email: corp@x, token_env: CORP, probe_interval: 1s}}\n"
-        );
-        std::fs::write(&path, config).unwrap();
-        let log = dir.path().join("log");
-        let mut child = Command::new(BIN)
-            .arg(format!("--config.file={}", path.display()))
-            .arg("--web.listen-address=127.0.0.1:0")
-            .env("CORP", SECRET)
-            .env_remove("HTTPS_PROXY")
-            .env_remove("https_proxy")
-            .env_remove("HTTP_PROXY")
-            .env_remove("http_proxy")
-            .env_remove("ALL_PROXY")
-            .env_remove("all_proxy")
-            .env_remove("NO_PROXY")
-            .env_remove("no_proxy")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let base = loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(a) = text
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("listen="))
-            {
-                break format!("http://{}", a.trim_matches('"'));
-            }
-            assert!(
-                Instant::now() < deadline && child.try_wait().unwrap().is_none(),
-                "{text}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        Exporter {
-            _gate: gate,
-            child,
-            base,
-            log,
-            _dir: dir,
-        }
-    }
-
-    /// Polls until the token has a result; returns (valid, last error reason) from
-    /// /metrics.
-    async fn outcome(&self) -> (Option<f64>, String) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let m = reqwest::get(format!("{}/metrics", self.base))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let valid = m
-                .lines()
-                .find(|l| l.starts_with("apitoken_valid{token=\"corp\""))
-                .and_then(|l| l.rsplit(' ').next()?.parse().ok());
-            let errors: Vec<String> = m
-                .lines()
-                .filter(|l| l.starts_with("apitoken_probe_errors_total{token=\"corp\""))
-                .map(str::to_string)
-                .collect();
-            if valid.is_some() || !errors.is_empty() {
-                return (valid, errors.join("\n"));
-            }
-            assert!(Instant::now() < deadline, "no probe result:\n{m}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
+/// Polls until the token has a result; returns whether it is valid, and the last scrape.
+async fn outcome(e: &Exporter) -> (Option<f64>, Metrics) {
+    let corp = [("token", "corp")];
+    let m = e
+        .wait_for(Duration::from_secs(20), "a probe result", |m| {
+            m.has("apitoken_valid", &corp) || m.has("apitoken_probe_errors_total", &corp)
+        })
+        .await;
+    (m.value("apitoken_valid", &corp), m)
 }
 
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `tls: {ca_file: …}` trusting the CA in `pem` (written to a file in `dir`).
+fn trust(dir: &tempfile::TempDir, pem: &str) -> (&'static str, String) {
+    let ca = write(dir.path(), "corp-ca.pem", pem);
+    ("tls", format!("{{ca_file: \"{}\"}}", ca.display()))
 }
 
-fn write_ca(dir: &tempfile::TempDir, pem: &str) -> String {
-    let p = dir.path().join("corp-ca.pem");
-    std::fs::write(&p, pem).unwrap();
-    p.display().to_string()
+/// `global:` settings or env vars, each a name and its value.
+type Settings = Vec<(&'static str, String)>;
+
+/// Starts a fresh CONNECT proxy, then the exporter with the `global:` settings and env vars
+/// that `settings` makes of the proxy's URL; once the token is valid (asserted), how many
+/// tunnels the proxy opened.
+async fn tunnels_opened(site: &str, settings: impl FnOnce(&str) -> (Settings, Settings)) -> usize {
+    let (proxy, tunnels) = connect_proxy().await;
+    let (global, env) = settings(&proxy);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let e = start(&global, site, &env);
+    assert_eq!(outcome(&e).await.0, Some(1.0), "{}", e.output());
+    tunnels.load(Ordering::SeqCst)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_private_ca_is_trusted_only_when_configured() {
     let (site, ca_pem) = intercepting_site().await;
     let dir = tempfile::tempdir().unwrap();
-    let ca = write_ca(&dir, &ca_pem);
+    let tls = trust(&dir, &ca_pem);
 
-    let without = Exporter::start("", &site, &[]);
-    let (valid, errors) = without.outcome().await;
+    let without = start(&[], &site, &[]);
+    let (valid, m) = outcome(&without).await;
     assert_eq!(valid, None, "an unknown CA must not be trusted");
-    assert!(errors.contains("reason=\"tls\""), "{errors}");
-
-    let with = Exporter::start(&format!("tls: {{ca_file: \"{ca}\"}}"), &site, &[]);
-    assert_eq!(with.outcome().await.0, Some(1.0), "{}", with.logs());
-
-    let skip = Exporter::start("tls: {insecure_skip_verify: true}", &site, &[]);
-    assert_eq!(skip.outcome().await.0, Some(1.0));
     assert!(
-        skip.logs().contains("insecure_skip_verify is true"),
+        m.has(
+            "apitoken_probe_errors_total",
+            &[("token", "corp"), ("reason", "tls")]
+        ),
+        "{}",
+        m.text()
+    );
+
+    let with = start(&[tls], &site, &[]);
+    assert_eq!(outcome(&with).await.0, Some(1.0), "{}", with.output());
+
+    let skip = start(
+        &[("tls", "{insecure_skip_verify: true}".into())],
+        &site,
+        &[],
+    );
+    assert_eq!(outcome(&skip).await.0, Some(1.0));
+    assert!(
+        skip.output().contains("insecure_skip_verify is true"),
         "skipping verification is said loudly:\n{}",
-        skip.logs()
+        skip.output()
     );
 }
 
@@ -260,38 +206,30 @@ async fn a_private_ca_is_trusted_only_when_configured() {
 async fn probes_go_through_the_configured_proxy_or_https_proxy_unless_no_proxy() {
     let (site, ca_pem) = intercepting_site().await;
     let dir = tempfile::tempdir().unwrap();
-    let ca = write_ca(&dir, &ca_pem);
-    let tls = format!("tls: {{ca_file: \"{ca}\"}}");
+    let tls = trust(&dir, &ca_pem);
 
-    let (proxy, tunnels) = connect_proxy().await;
-    let via_config = Exporter::start(&format!("{tls}, proxy_url: \"{proxy}\""), &site, &[]);
-    assert_eq!(
-        via_config.outcome().await.0,
-        Some(1.0),
-        "{}",
-        via_config.logs()
-    );
-    assert!(
-        tunnels.load(Ordering::SeqCst) >= 1,
-        "global.proxy_url was not used"
-    );
-    drop(via_config);
+    let through_config = tunnels_opened(&site, |proxy| {
+        (
+            vec![tls.clone(), ("proxy_url", format!("\"{proxy}\""))],
+            vec![],
+        )
+    })
+    .await;
+    assert!(through_config >= 1, "global.proxy_url was not used");
 
-    let (proxy, tunnels) = connect_proxy().await;
-    let via_env = Exporter::start(&tls, &site, &[("HTTPS_PROXY", &proxy)]);
-    assert_eq!(via_env.outcome().await.0, Some(1.0), "{}", via_env.logs());
-    assert!(
-        tunnels.load(Ordering::SeqCst) >= 1,
-        "HTTPS_PROXY was not used"
-    );
-    drop(via_env);
+    let through_env = tunnels_opened(&site, |proxy| {
+        (vec![tls.clone()], vec![("HTTPS_PROXY", proxy.to_string())])
+    })
+    .await;
+    assert!(through_env >= 1, "HTTPS_PROXY was not used");
 
-    let (proxy, tunnels) = connect_proxy().await;
-    let bypass = Exporter::start(
-        &tls,
-        &site,
-        &[("HTTPS_PROXY", &proxy), ("NO_PROXY", "127.0.0.1")],
-    );
-    assert_eq!(bypass.outcome().await.0, Some(1.0), "{}", bypass.logs());
-    assert_eq!(tunnels.load(Ordering::SeqCst), 0, "NO_PROXY was ignored");
+    let bypassed = tunnels_opened(&site, |proxy| {
+        let env = vec![
+            ("HTTPS_PROXY", proxy.to_string()),
+            ("NO_PROXY", "127.0.0.1".to_string()),
+        ];
+        (vec![tls.clone()], env)
+    })
+    .await;
+    assert_eq!(bypassed, 0, "NO_PROXY was ignored");
 }

@@ -10,18 +10,9 @@ use crate::harness::*;
 
 const KEY: &str = "ATATT3xORGADMINKEYdoNotLeak";
 const ORG: &str = "org-1";
-const DAY: i64 = 86_400;
-const EMAIL: &str = "svc@acme.example";
 /// Personal data the simulator returns with every token; none of it may reach /metrics.
 const PRIVATE_DOMAIN: &str = "private.example";
 const PRIVATE_NAME: &str = "Private Person";
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 /// Token `i`: account `acc-{i % 20}`; every 10th has no expiry.
 fn org_token(i: usize) -> OrgToken {
@@ -627,16 +618,9 @@ async fn check_probes_configured_tokens_only() {
             &[org("acme", ORG, &base, "K", "1s")],
         ),
     );
-    let args = [
-        "check".to_string(),
-        format!("--config.file={}", path.display()),
-    ];
-    let (code, out, err) = tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run_cli(&args, &[("K", KEY), ("S", "ATATT3xJIRA")])
-    })
-    .await
-    .unwrap();
+    let file = format!("--config.file={}", path.display());
+    let (code, out, err) =
+        run_cli_off_runtime(&["check", &file], &[("K", KEY), ("S", "ATATT3xJIRA")]).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("jira"));
     assert!(!out.contains("acme-admin-key"), "{out}");

@@ -4,44 +4,19 @@
 //! inventory set `apitoken_revoked_timestamp_seconds{source="org_inventory"}` and the lag
 //! until the token stops working, aggregates by status and expiry, `per_token_series`,
 //! `max_pages`, and an organization of 250,000 tokens (README "Organization inventory").
-//!
-//! Self-contained: its own small harness (the exporter process, a /metrics reader).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use apitoken_sim::{
-    Behaviour, Credential, OrgApiKey, OrgToken, RevokeAs, RunningSimulator, Simulator,
-};
+use apitoken_sim::{Behaviour, OrgApiKey, OrgToken, RevokeAs, RunningSimulator};
 
-const BIN: &str = env!("CARGO_BIN_EXE_apitoken_exporter");
+use crate::harness::*;
+
 const ADMIN_KEY: &str = "ATATT3xINV2026ADMINdoNotLeak";
 const ORG: &str = "org-2026";
-const DAY: i64 = 86_400;
-const EMAIL: &str = "svc@acme.example";
 
 // ---------------------------------------------------------------------------------------
-// Harness
+// Fixtures
 // ---------------------------------------------------------------------------------------
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn credential(account: &str) -> Credential {
-    Credential {
-        account_id: account.into(),
-        email: EMAIL.into(),
-        username: "svc".into(),
-        behaviour: Behaviour::Valid,
-    }
-}
 
 fn token(id: &str, account: &str, status: &str, expires_in: Option<i64>) -> OrgToken {
     OrgToken {
@@ -68,233 +43,72 @@ fn api_key(id: &str) -> OrgApiKey {
     }
 }
 
-/// A served simulator with the admin key (and `creds`) registered.
-async fn simulator(creds: &[(&str, &str)]) -> RunningSimulator {
-    let sim = Simulator::new();
-    sim.add_credential(ADMIN_KEY, credential("admin-acc"));
-    for (secret, account) in creds {
-        sim.add_credential(secret, credential(account));
-    }
-    sim.start("127.0.0.1:0".parse().unwrap()).await.unwrap()
+/// A served simulator with the admin key and `creds` (secret, account) registered, each a
+/// valid credential of [`EMAIL`].
+async fn org_simulator(creds: &[(&str, &str)]) -> RunningSimulator {
+    let all: Vec<_> = [(ADMIN_KEY, "admin-acc")]
+        .iter()
+        .chain(creds)
+        .map(|(secret, account)| (*secret, cred(account, EMAIL, Behaviour::Valid)))
+        .collect();
+    simulator(&all).await
 }
 
-/// The organization `acme` (org id [`ORG`]) with `extra` YAML lines (indented 4).
-fn org_yaml(base: &str, interval: &str, extra: &str) -> String {
-    format!(
-        "organizations:\n  - name: acme\n    org_id: {ORG}\n    api_key_env: ADMIN\n    base_url: \"{base}\"\n    probe_interval: {interval}\n{extra}"
+/// The organization `acme` (org id [`ORG`]), its admin key in env var `ADMIN`.
+fn acme(base: &str, interval: &str) -> OrgSpec {
+    OrgSpec::new("acme", ORG)
+        .api_key_env("ADMIN")
+        .base_url(base)
+        .probe_interval(interval)
+}
+
+fn config(tokens: &[TokenSpec], org: OrgSpec) -> String {
+    ConfigBuilder::new()
+        .global("probe_interval", "1s")
+        .tokens(tokens.iter().cloned())
+        .org(org)
+        .yaml()
+}
+
+fn list_success(m: &Metrics, list: &str) -> Option<f64> {
+    m.value(
+        "apitoken_org_inventory_success",
+        &[("org", "acme"), ("list", list)],
     )
 }
 
-/// A jira token `name` on the simulator with the secret in env var `env`, plus `extra`.
-fn jira_yaml(name: &str, base: &str, env: &str, extra: &str) -> String {
-    format!(
-        "  - name: {name}\n    provider: jira\n    site: \"{base}\"\n    email: \"{EMAIL}\"\n    token_env: {env}\n{extra}"
+/// `apitoken_org_tokens` for the list, status and bucket.
+fn tokens(m: &Metrics, list: &str, status: &str, bucket: &str) -> Option<f64> {
+    m.value(
+        "apitoken_org_tokens",
+        &[
+            ("org", "acme"),
+            ("list", list),
+            ("status", status),
+            ("expires_within", bucket),
+        ],
     )
 }
 
-fn config(tokens: &[String], orgs: &str) -> String {
-    let mut y = "global:\n  allow_insecure_http: true\n  probe_interval: 1s\n".to_string();
-    if !tokens.is_empty() {
-        y.push_str("tokens:\n");
-        y.push_str(&tokens.concat());
-    }
-    y.push_str(orgs);
-    y
-}
-
-/// The exporter process, killed (by its own PID) on drop.
-struct Exporter {
-    /// Held while this exporter runs, so the soak can have the machine to itself.
-    _gate: crate::harness::gate::Shared,
-    child: Child,
-    base: String,
-    output: Arc<Mutex<String>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Exporter {
-    fn start(config: &str, env: &[(&str, &str)]) -> Exporter {
-        let gate = crate::harness::gate::shared();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.yaml");
-        std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(BIN)
-            .arg(format!("--config.file={}", path.display()))
-            .arg("--web.listen-address=127.0.0.1:0")
-            .arg("--log.level=debug")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let output = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        let stderr = child.stderr.take().unwrap();
-        let log = output.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix("listen="))
-                {
-                    let _ = tx.send(addr.trim_matches('"').to_string());
-                }
-                let mut o = log.lock().unwrap();
-                o.push_str(&line);
-                o.push('\n');
-            }
-        });
-        let Ok(addr) = rx.recv_timeout(Duration::from_secs(20)) else {
-            let _ = child.kill();
-            panic!("exporter did not start:\n{}", output.lock().unwrap());
-        };
-        Exporter {
-            _gate: gate,
-            child,
-            base: format!("http://{addr}"),
-            output,
-            _dir: dir,
-        }
-    }
-
-    fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
-    }
-
-    async fn metrics(&self) -> Metrics {
-        let r = reqwest::get(format!("{}/metrics", self.base))
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
-        Metrics(r.text().await.unwrap())
-    }
-
-    /// Polls /metrics until `cond` holds, at most `timeout`; returns the last scrape.
-    async fn wait_for(
-        &self,
-        timeout: Duration,
-        what: &str,
-        cond: impl Fn(&Metrics) -> bool,
-    ) -> Metrics {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let m = self.metrics().await;
-            if cond(&m) {
-                return m;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; last /metrics:\n{}\nlogs:\n{}",
-                m.0,
-                self.output()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A /metrics body.
-struct Metrics(String);
-
-/// `name{k="v",…} value` → (labels, value); None for other lines.
-fn parse_sample<'a>(line: &'a str, name: &str) -> Option<(Vec<(&'a str, String)>, f64)> {
-    let rest = line.strip_prefix(name)?;
-    let (labels, value) = match rest.strip_prefix('{') {
-        Some(r) => r.rsplit_once("} ")?,
-        None => ("", rest.strip_prefix(' ')?),
-    };
-    let mut out = Vec::new();
-    let mut rest = labels;
-    while let Some((key, after)) = rest.split_once("=\"") {
-        let mut value = String::new();
-        let mut chars = after.char_indices();
-        let mut end = after.len();
-        while let Some((i, c)) = chars.next() {
-            match c {
-                '\\' => value.extend(chars.next().map(|(_, c)| if c == 'n' { '\n' } else { c })),
-                '"' => {
-                    end = i + 1;
-                    break;
-                }
-                c => value.push(c),
-            }
-        }
-        out.push((key.trim_start_matches(','), value));
-        rest = &after[end..];
-    }
-    Some((out, value.trim().parse().ok()?))
-}
-
-impl Metrics {
-    /// Every sample of family `name` whose labels include all of `labels`.
-    fn samples(&self, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
-        self.0
-            .lines()
-            .filter_map(|l| parse_sample(l, name))
-            .filter(|(have, _)| {
-                labels
-                    .iter()
-                    .all(|(k, v)| have.iter().any(|(hk, hv)| hk == k && hv == v))
-            })
-            .map(|(_, v)| v)
-            .collect()
-    }
-
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let all = self.samples(name, labels);
-        assert!(all.len() <= 1, "{name} {labels:?}: {} samples", all.len());
-        all.first().copied()
-    }
-
-    fn count(&self, name: &str, labels: &[(&str, &str)]) -> usize {
-        self.samples(name, labels).len()
-    }
-
-    fn list_success(&self, list: &str) -> Option<f64> {
-        self.get(
-            "apitoken_org_inventory_success",
-            &[("org", "acme"), ("list", list)],
-        )
-    }
-
-    /// `apitoken_org_tokens` for the list, status and bucket.
-    fn tokens(&self, list: &str, status: &str, bucket: &str) -> Option<f64> {
-        self.get(
-            "apitoken_org_tokens",
-            &[
-                ("org", "acme"),
-                ("list", list),
-                ("status", status),
-                ("expires_within", bucket),
-            ],
-        )
-    }
-}
-
-/// Starts the exporter on the organization alone and waits until both lists ran once.
+/// Starts the exporter on the organization alone (with these fields as is) and waits
+/// until both lists ran once.
 async fn start_and_list(
     sim: &RunningSimulator,
     interval: &str,
-    extra: &str,
+    fields: &[(&'static str, &str)],
 ) -> (Exporter, Metrics) {
-    let e = Exporter::start(
-        &config(&[], &org_yaml(&sim.base_url(), interval, extra)),
-        &[("ADMIN", ADMIN_KEY)],
-    );
+    let org = with_fields(acme(&sim.base_url(), interval), fields);
+    let e = Exporter::start(&config(&[], org), &[("ADMIN", ADMIN_KEY)]);
     let m = e
         .wait_for(Duration::from_secs(20), "both lists ran", |m| {
-            m.list_success("api_tokens").is_some() && m.list_success("api_keys").is_some()
+            list_success(m, "api_tokens").is_some() && list_success(m, "api_keys").is_some()
         })
         .await;
     (e, m)
+}
+
+fn with_fields(org: OrgSpec, fields: &[(&'static str, &str)]) -> OrgSpec {
+    fields.iter().fold(org, |o, (k, v)| o.raw(k, v))
 }
 
 const TOKEN_EXPIRY: &str = "apitoken_org_token_expiry_timestamp_seconds";
@@ -310,7 +124,7 @@ const LAG: &str = "apitoken_revocation_lag_seconds";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_403_on_api_keys_keeps_the_api_tokens_list_publishing() {
-    let sim = simulator(&[]).await;
+    let sim = org_simulator(&[]).await;
     sim.sim.legacy_admin_key(ADMIN_KEY);
     sim.sim.add_org_tokens(
         ORG,
@@ -319,24 +133,24 @@ async fn a_403_on_api_keys_keeps_the_api_tokens_list_publishing() {
             .collect(),
     );
     sim.sim.add_org_api_keys(ORG, vec![api_key("k1")]);
-    let (e, m) = start_and_list(&sim, "1s", "").await;
-    assert_eq!(m.list_success("api_tokens"), Some(1.0), "{}", m.0);
-    assert_eq!(m.list_success("api_keys"), Some(0.0));
+    let (e, m) = start_and_list(&sim, "1s", &[]).await;
+    assert_eq!(list_success(&m, "api_tokens"), Some(1.0), "{}", m.text());
+    assert_eq!(list_success(&m, "api_keys"), Some(0.0));
     assert!(m
-        .get(
+        .value(
             "apitoken_org_inventory_last_success_timestamp_seconds",
             &[("org", "acme"), ("list", "api_tokens")]
         )
         .is_some());
     assert!(m
-        .get(
+        .value(
             "apitoken_org_inventory_last_success_timestamp_seconds",
             &[("org", "acme"), ("list", "api_keys")]
         )
         .is_none());
     assert_eq!(m.count(TOKEN_EXPIRY, &[("org", "acme")]), 150);
     assert_eq!(m.count(KEY_EXPIRY, &[("org", "acme")]), 0);
-    assert_eq!(m.tokens("api_tokens", "ALLOWED", "90d"), Some(150.0));
+    assert_eq!(tokens(&m, "api_tokens", "ALLOWED", "90d"), Some(150.0));
     assert_eq!(m.count("apitoken_org_tokens", &[("list", "api_keys")]), 0);
     let logs = e.output();
     assert!(logs.contains("read:keys:admin"), "{logs}");
@@ -350,12 +164,12 @@ async fn a_403_on_api_keys_keeps_the_api_tokens_list_publishing() {
             sim.sim.org_requests(ORG) >= before + 4
         })
         .await;
-    assert_eq!(m.list_success("api_tokens"), Some(1.0));
+    assert_eq!(list_success(&m, "api_tokens"), Some(1.0));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn max_pages_bounds_each_list_on_its_own() {
-    let sim = simulator(&[]).await;
+    let sim = org_simulator(&[]).await;
     sim.sim.add_org_tokens(
         ORG,
         (0..250)
@@ -364,15 +178,15 @@ async fn max_pages_bounds_each_list_on_its_own() {
     );
     sim.sim
         .add_org_api_keys(ORG, vec![api_key("k1"), api_key("k2")]);
-    let (e, m) = start_and_list(&sim, "1h", "    max_pages: 2\n").await;
+    let (e, m) = start_and_list(&sim, "1h", &[("max_pages", "2")]).await;
     assert_eq!(
-        m.list_success("api_tokens"),
+        list_success(&m, "api_tokens"),
         Some(0.0),
         "3 pages > max_pages 2"
     );
-    assert_eq!(m.list_success("api_keys"), Some(1.0));
+    assert_eq!(list_success(&m, "api_keys"), Some(1.0));
     assert_eq!(m.count(KEY_EXPIRY, &[("org", "acme")]), 2);
-    assert_eq!(m.tokens("api_keys", "", "7d"), Some(2.0));
+    assert_eq!(tokens(&m, "api_keys", "", "7d"), Some(2.0));
     assert_eq!(sim.sim.org_requests(ORG), 3, "2 token pages + 1 key page");
     assert!(e.output().contains("more than 2 pages"), "{}", e.output());
 }
@@ -380,43 +194,31 @@ async fn max_pages_bounds_each_list_on_its_own() {
 #[test]
 fn max_pages_and_per_token_series_are_validated() {
     let dir = tempfile::tempdir().unwrap();
-    let check = |extra: &str| {
-        let path = dir.path().join("c.yaml");
-        std::fs::write(
-            &path,
-            config(&[], &org_yaml("https://api.example", "1h", extra)),
-        )
-        .unwrap();
-        let out = Command::new(BIN)
-            .arg("--config.check")
-            .arg(format!("--config.file={}", path.display()))
-            .env("ADMIN", ADMIN_KEY)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+    let check = |fields: &[(&'static str, &str)]| {
+        let org = with_fields(acme("https://api.example", "1h"), fields);
+        let path = write(dir.path(), "c.yaml", &config(&[], org));
+        let file = format!("--config.file={}", path.display());
+        let (code, _, err) = run_cli(&["--config.check", &file], &[("ADMIN", ADMIN_KEY)]);
+        (code, err)
     };
     assert_eq!(
-        check("    max_pages: 2500\n    per_token_series: false\n").0,
-        Some(0)
+        check(&[("max_pages", "2500"), ("per_token_series", "false")]).0,
+        0
     );
     for (bad, message) in [
         (
-            "    max_pages: 0\n",
+            ("max_pages", "0"),
             "organizations[0] (acme).max_pages: must be at least 1",
         ),
         (
-            "    max_pages: 100001\n",
+            ("max_pages", "100001"),
             "organizations[0] (acme).max_pages: must be at most 100000",
         ),
-        ("    per_token_series: maybe\n", "per_token_series"),
+        (("per_token_series", "maybe"), "per_token_series"),
     ] {
-        let (code, err) = check(bad);
-        assert_eq!(code, Some(1), "{bad}: {err}");
-        assert!(err.contains(message), "{bad}: {err}");
+        let (code, err) = check(&[bad]);
+        assert_eq!(code, 1, "{bad:?}: {err}");
+        assert!(err.contains(message), "{bad:?}: {err}");
     }
 }
 
@@ -426,7 +228,7 @@ fn max_pages_and_per_token_series_are_validated() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn created_timestamps_and_aggregates_by_status_and_expiry() {
-    let sim = simulator(&[]).await;
+    let sim = org_simulator(&[]).await;
     let h = 3600;
     sim.sim.add_org_tokens(
         ORG,
@@ -442,11 +244,11 @@ async fn created_timestamps_and_aggregates_by_status_and_expiry() {
         ],
     );
     sim.sim.add_org_api_keys(ORG, vec![api_key("k1")]);
-    let (_e, m) = start_and_list(&sim, "1h", "").await;
-    assert_eq!(m.list_success("api_tokens"), Some(1.0));
-    assert_eq!(m.list_success("api_keys"), Some(1.0));
+    let (_e, m) = start_and_list(&sim, "1h", &[]).await;
+    assert_eq!(list_success(&m, "api_tokens"), Some(1.0));
+    assert_eq!(list_success(&m, "api_keys"), Some(1.0));
     let created = m
-        .get(
+        .value(
             TOKEN_CREATED,
             &[
                 ("org", "acme"),
@@ -458,7 +260,7 @@ async fn created_timestamps_and_aggregates_by_status_and_expiry() {
     assert!((created - (now() - 10 * DAY) as f64).abs() < 60.0);
     assert_eq!(m.count(TOKEN_CREATED, &[("org", "acme")]), 8);
     let created = m
-        .get(
+        .value(
             KEY_CREATED,
             &[("org", "acme"), ("key_id", "k1"), ("key_label", "k1-label")],
         )
@@ -473,22 +275,22 @@ async fn created_timestamps_and_aggregates_by_status_and_expiry() {
         ("never", 1.0),
     ] {
         assert_eq!(
-            m.tokens("api_tokens", "ALLOWED", bucket),
+            tokens(&m, "api_tokens", "ALLOWED", bucket),
             Some(n),
             "{bucket}\n{}",
-            m.0
+            m.text()
         );
     }
-    assert_eq!(m.tokens("api_tokens", "BLOCKED", "7d"), Some(1.0));
-    assert_eq!(m.tokens("api_tokens", "BLOCKED", "later"), Some(0.0));
-    assert_eq!(m.tokens("api_keys", "", "7d"), Some(1.0));
-    assert_eq!(m.tokens("api_keys", "", "never"), Some(0.0));
-    assert!(!m.0.contains("private.example") && !m.0.contains("Private Person"));
+    assert_eq!(tokens(&m, "api_tokens", "BLOCKED", "7d"), Some(1.0));
+    assert_eq!(tokens(&m, "api_tokens", "BLOCKED", "later"), Some(0.0));
+    assert_eq!(tokens(&m, "api_keys", "", "7d"), Some(1.0));
+    assert_eq!(tokens(&m, "api_keys", "", "never"), Some(0.0));
+    assert!(!m.text().contains("private.example") && !m.text().contains("Private Person"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_per_token_series_only_aggregates_and_health_are_exported_but_links_work() {
-    let sim = simulator(&[("ATATT3xLINKED", "acc-linked")]).await;
+    let sim = org_simulator(&[("ATATT3xLINKED", "acc-linked")]).await;
     sim.sim.add_org_tokens(
         ORG,
         (0..120)
@@ -500,45 +302,46 @@ async fn without_per_token_series_only_aggregates_and_health_are_exported_but_li
     let base = sim.base_url();
     let e = Exporter::start(
         &config(
-            &[jira_yaml(
-                "linked",
-                &base,
-                "S",
-                "    org_token_id: mine\n    expires_at: 2030-01-01\n",
-            )],
-            &org_yaml(&base, "1s", "    per_token_series: false\n"),
+            &[jira("linked", &base, "S")
+                .org_token_id("mine")
+                .expires_at("2030-01-01")],
+            acme(&base, "1s").raw("per_token_series", false),
         ),
         &[("ADMIN", ADMIN_KEY), ("S", "ATATT3xLINKED")],
     );
     let m = e
         .wait_for(Duration::from_secs(20), "linked", |m| {
-            m.get(
+            m.value(
                 "apitoken_info",
                 &[("token", "linked"), ("expiry_source", "org_inventory")],
             )
             .is_some()
-                && m.list_success("api_keys") == Some(1.0)
+                && list_success(m, "api_keys") == Some(1.0)
         })
         .await;
     let days = m
-        .get("apitoken_days_until_expiry", &[("token", "linked")])
+        .value("apitoken_days_until_expiry", &[("token", "linked")])
         .unwrap();
     assert!((days - 6.0).abs() < 0.01, "{days}");
     for family in [TOKEN_EXPIRY, TOKEN_CREATED, KEY_EXPIRY, KEY_CREATED] {
-        assert!(!m.0.contains(family), "{family} exported:\n{}", m.0);
+        assert!(
+            !m.text().contains(family),
+            "{family} exported:\n{}",
+            m.text()
+        );
     }
     assert!(!m
-        .0
+        .text()
         .contains("apitoken_org_token_last_active_timestamp_seconds"));
-    assert_eq!(m.tokens("api_tokens", "ALLOWED", "later"), Some(120.0));
-    assert_eq!(m.tokens("api_tokens", "ALLOWED", "7d"), Some(1.0));
-    assert_eq!(m.tokens("api_keys", "", "7d"), Some(1.0));
-    assert_eq!(m.list_success("api_tokens"), Some(1.0));
+    assert_eq!(tokens(&m, "api_tokens", "ALLOWED", "later"), Some(120.0));
+    assert_eq!(tokens(&m, "api_tokens", "ALLOWED", "7d"), Some(1.0));
+    assert_eq!(tokens(&m, "api_keys", "", "7d"), Some(1.0));
+    assert_eq!(list_success(&m, "api_tokens"), Some(1.0));
 
     // Revocation still works without the per-token series.
     assert!(sim.sim.set_org_token_status(ORG, "mine", "BLOCKED"));
     e.wait_for(Duration::from_secs(15), "revoked", |m| {
-        m.get(REVOKED, &[("token", "linked"), ("source", "org_inventory")])
+        m.value(REVOKED, &[("token", "linked"), ("source", "org_inventory")])
             .is_some()
     })
     .await;
@@ -551,7 +354,7 @@ async fn without_per_token_series_only_aggregates_and_health_are_exported_but_li
 #[tokio::test(flavor = "multi_thread")]
 async fn a_blocked_linked_token_is_revoked_and_the_lag_measured_once_it_stops_working() {
     let secret = "ATATT3xREVOKEDSTILLWORKS";
-    let sim = simulator(&[(secret, "acc-svc")]).await;
+    let sim = org_simulator(&[(secret, "acc-svc")]).await;
     sim.sim.add_org_tokens(
         ORG,
         vec![
@@ -562,27 +365,27 @@ async fn a_blocked_linked_token_is_revoked_and_the_lag_measured_once_it_stops_wo
     let base = sim.base_url();
     let e = Exporter::start(
         &config(
-            &[jira_yaml(
-                "svc",
-                &base,
-                "S",
-                "    org_token_id: svc-token\n",
-            )],
-            &org_yaml(&base, "1s", ""),
+            &[jira("svc", &base, "S").org_token_id("svc-token")],
+            acme(&base, "1s"),
         ),
         &[("ADMIN", ADMIN_KEY), ("S", secret)],
     );
     e.wait_for(Duration::from_secs(20), "linked and valid", |m| {
-        m.get(
+        m.value(
             "apitoken_info",
             &[("token", "svc"), ("expiry_source", "org_inventory")],
         )
         .is_some()
-            && m.get("apitoken_valid", &[("token", "svc")]) == Some(1.0)
+            && m.value("apitoken_valid", &[("token", "svc")]) == Some(1.0)
     })
     .await;
-    let m = e.metrics().await;
-    assert_eq!(m.count(REVOKED, &[]), 0, "nothing revoked yet:\n{}", m.0);
+    let m = e.scrape().await;
+    assert_eq!(
+        m.count(REVOKED, &[]),
+        0,
+        "nothing revoked yet:\n{}",
+        m.text()
+    );
 
     // Revoked by an admin: BLOCKED in the inventory at once, still working for 4 s.
     let revoked_after = now();
@@ -595,11 +398,11 @@ async fn a_blocked_linked_token_is_revoked_and_the_lag_measured_once_it_stops_wo
     ));
     let m = e
         .wait_for(Duration::from_secs(15), "revoked from the inventory", |m| {
-            m.get(REVOKED, &[("token", "svc")]).is_some()
+            m.value(REVOKED, &[("token", "svc")]).is_some()
         })
         .await;
     let at = m
-        .get(
+        .value(
             REVOKED,
             &[
                 ("token", "svc"),
@@ -613,39 +416,39 @@ async fn a_blocked_linked_token_is_revoked_and_the_lag_measured_once_it_stops_wo
         "{at}"
     );
     assert!(
-        m.get(LAG, &[("token", "svc")]).is_none(),
+        m.value(LAG, &[("token", "svc")]).is_none(),
         "no lag before it stopped working"
     );
     assert_eq!(
-        m.get("apitoken_valid", &[("token", "svc")]),
+        m.value("apitoken_valid", &[("token", "svc")]),
         Some(1.0),
         "still works"
     );
 
     let m = e
         .wait_for(Duration::from_secs(20), "the lag", |m| {
-            m.get(LAG, &[("token", "svc")]).is_some()
+            m.value(LAG, &[("token", "svc")]).is_some()
         })
         .await;
-    assert_eq!(m.get("apitoken_valid", &[("token", "svc")]), Some(0.0));
+    assert_eq!(m.value("apitoken_valid", &[("token", "svc")]), Some(0.0));
     let lag = m
-        .get(LAG, &[("token", "svc"), ("provider", "jira")])
+        .value(LAG, &[("token", "svc"), ("provider", "jira")])
         .unwrap();
     assert!((1.5..=8.0).contains(&lag), "lag {lag}");
     // Later listings keep the first time.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let m = e.metrics().await;
+    let m = e.scrape().await;
     assert_eq!(
-        m.get(REVOKED, &[("token", "svc"), ("source", "org_inventory")]),
+        m.value(REVOKED, &[("token", "svc"), ("source", "org_inventory")]),
         Some(at)
     );
-    assert_eq!(m.get(LAG, &[("token", "svc")]), Some(lag));
+    assert_eq!(m.value(LAG, &[("token", "svc")]), Some(lag));
     assert!(!e.output().contains(secret));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_vanished_token_linked_by_account_is_revoked_and_the_config_wins() {
-    let sim = simulator(&[("ATATT3xVANISH", "acc-solo"), ("ATATT3xCONF", "acc-conf")]).await;
+    let sim = org_simulator(&[("ATATT3xVANISH", "acc-solo"), ("ATATT3xCONF", "acc-conf")]).await;
     sim.sim.add_org_tokens(
         ORG,
         vec![
@@ -658,20 +461,12 @@ async fn a_vanished_token_linked_by_account_is_revoked_and_the_config_wins() {
     let e = Exporter::start(
         &config(
             &[
-                jira_yaml(
-                    "by-account",
-                    &base,
-                    "S1",
-                    "    expected_account_id: acc-solo\n",
-                ),
-                jira_yaml(
-                    "configured",
-                    &base,
-                    "S2",
-                    "    org_token_id: conf\n    revoked_at: 2026-03-01T00:00:00Z\n",
-                ),
+                jira("by-account", &base, "S1").expected_account_id("acc-solo"),
+                jira("configured", &base, "S2")
+                    .org_token_id("conf")
+                    .set("revoked_at", "2026-03-01T00:00:00Z"),
             ],
-            &org_yaml(&base, "1s", ""),
+            acme(&base, "1s"),
         ),
         &[
             ("ADMIN", ADMIN_KEY),
@@ -681,16 +476,16 @@ async fn a_vanished_token_linked_by_account_is_revoked_and_the_config_wins() {
     );
     let m = e
         .wait_for(Duration::from_secs(20), "linked", |m| {
-            m.get(
+            m.value(
                 "apitoken_info",
                 &[("token", "by-account"), ("expiry_source", "org_inventory")],
             )
             .is_some()
         })
         .await;
-    assert!(m.get(REVOKED, &[("token", "by-account")]).is_none());
+    assert!(m.value(REVOKED, &[("token", "by-account")]).is_none());
     assert_eq!(
-        m.get(REVOKED, &[("token", "configured"), ("source", "config")]),
+        m.value(REVOKED, &[("token", "configured"), ("source", "config")]),
         Some(1_772_323_200.0)
     );
 
@@ -698,7 +493,7 @@ async fn a_vanished_token_linked_by_account_is_revoked_and_the_config_wins() {
     assert!(sim.sim.set_org_token_status(ORG, "conf", "BLOCKED"));
     let m = e
         .wait_for(Duration::from_secs(15), "revoked from the inventory", |m| {
-            m.get(
+            m.value(
                 REVOKED,
                 &[("token", "by-account"), ("source", "org_inventory")],
             )
@@ -708,12 +503,12 @@ async fn a_vanished_token_linked_by_account_is_revoked_and_the_config_wins() {
     // The config's revoked_at wins over the inventory's: one series, source="config".
     assert_eq!(m.count(REVOKED, &[("token", "configured")]), 1);
     assert_eq!(
-        m.get(REVOKED, &[("token", "configured"), ("source", "config")]),
+        m.value(REVOKED, &[("token", "configured"), ("source", "config")]),
         Some(1_772_323_200.0)
     );
     // Back to the configured (absent) expiry once the entry is gone.
     assert!(m
-        .get(
+        .value(
             "apitoken_info",
             &[("token", "by-account"), ("expiry_source", "none")]
         )
@@ -730,7 +525,7 @@ async fn a_vanished_token_linked_by_account_is_revoked_and_the_config_wins() {
 /// 2 cores; `bench/inventory.sh` measures it in release.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_organization_of_250000_tokens_completes() {
-    let sim = simulator(&[]).await;
+    let sim = org_simulator(&[]).await;
     sim.sim.add_generated_org_tokens(ORG, 250_000);
     sim.sim
         .set_org_rate_limit(ORG, 1_000_000, Duration::from_secs(60));
@@ -738,29 +533,29 @@ async fn an_organization_of_250000_tokens_completes() {
     let e = Exporter::start(
         &config(
             &[],
-            &org_yaml(&sim.base_url(), "1h", "    per_token_series: false\n"),
+            acme(&sim.base_url(), "1h").raw("per_token_series", false),
         ),
         &[("ADMIN", ADMIN_KEY)],
     );
     let m = e
         .wait_for(Duration::from_secs(240), "250,000 tokens listed", |m| {
-            m.list_success("api_tokens").is_some()
+            list_success(m, "api_tokens").is_some()
         })
         .await;
-    assert_eq!(m.list_success("api_tokens"), Some(1.0), "{}", e.output());
+    assert_eq!(list_success(&m, "api_tokens"), Some(1.0), "{}", e.output());
     assert_eq!(sim.sim.org_requests(ORG), 2501);
     let total: f64 = m
         .samples(
             "apitoken_org_tokens",
             &[("org", "acme"), ("list", "api_tokens")],
         )
-        .iter()
+        .map(|s| s.value)
         .sum();
     assert_eq!(total, 250_000.0);
-    assert_eq!(m.tokens("api_tokens", "ALLOWED", "never"), Some(25_000.0));
+    assert_eq!(tokens(&m, "api_tokens", "ALLOWED", "never"), Some(25_000.0));
     assert!(
-        m.0.len() < 64 * 1024,
+        m.text().len() < 64 * 1024,
         "{} bytes without per-token series",
-        m.0.len()
+        m.text().len()
     );
 }

@@ -3,8 +3,6 @@
 //! `promtool check metrics`).
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 
 use apitoken_exporter::config::Config;
 use apitoken_exporter::metrics::render;
@@ -13,7 +11,7 @@ use proptest::prelude::*;
 use serde_yaml::Value;
 
 use crate::harness::inproc::token_config;
-use crate::harness::Metrics;
+use crate::harness::{promtool_check_metrics, Metrics};
 
 // ---- (a) the config parser never panics --------------------------------------------------
 
@@ -262,32 +260,14 @@ fn info_labels(text: &str) -> Result<BTreeMap<String, (String, String)>, String>
     Ok(out)
 }
 
-/// Runs the real `promtool check metrics` on `text`. A missing promtool is a failure:
-/// `scripts/install-test-deps.sh` installs it.
+/// Runs the real `promtool check metrics` on `text`; Err with what it said unless it
+/// passed.
 fn promtool_check(text: &str) -> Result<(), String> {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("promtool is required (run scripts/install-test-deps.sh): {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    if out.status.success() {
+    let (status, said) = promtool_check_metrics(text);
+    if status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "promtool check metrics: {}\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
+        Err(format!("promtool check metrics: {status}\n{said}"))
     }
 }
 

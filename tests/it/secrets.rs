@@ -120,13 +120,7 @@ async fn secrets_never_leak_through_any_channel() {
         vec!["check", arg.as_str(), "--output=json"],
         vec!["--config.check", arg.as_str()],
     ] {
-        let a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let (code, out, err) = tokio::task::spawn_blocking(move || {
-            let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-            run_cli(&refs, &env)
-        })
-        .await
-        .unwrap();
+        let (code, out, err) = run_cli_off_runtime(&args, &env).await;
         assert!(code <= 1, "{out}{err}");
         assert_clean(&format!("{args:?} output"), &format!("{out}{err}"));
     }

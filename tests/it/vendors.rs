@@ -4,66 +4,64 @@
 //! scopes, GitHub Enterprise Server) and per error reason; `check`, `--config.check`,
 //! reload, the status page, the demo; no secret in any output; a Jira + GitHub + GitLab
 //! config through `promtool check metrics`.
-//!
-//! Self-contained on purpose (its own small helpers, no `tests/common`).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use apitoken_sim::{Behaviour, Credential, RunningSimulator, Simulator, TokenDetails};
+use apitoken_sim::{Behaviour, Credential, RunningSimulator, TokenDetails};
 
-const BIN: &str = env!("CARGO_BIN_EXE_apitoken_exporter");
+use crate::harness::*;
+
 /// The simulator's GitHub user id and GitLab user id of every credential here.
 const GH_ID: &str = "583231";
 const GL_ID: &str = "1234";
-const DAY: i64 = 86_400;
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
+/// How long a test waits for what it expects on /metrics.
+const WAIT: Duration = Duration::from_secs(20);
 
 // ------------------------------------------------------------------------------ fixtures
 
 /// One watched token as the exporter's config names it: its entry and its env var.
 struct Tok {
     name: &'static str,
-    yaml: String,
+    spec: TokenSpec,
     env: Option<(String, String)>,
 }
 
 /// A token of `provider` on `site`, its secret in `VENDORS_<NAME>`; `extra` are more
-/// config lines (`key: value`, one per line).
-fn tok(name: &'static str, provider: &str, site: &str, secret: &str, extra: &[&str]) -> Tok {
+/// config fields (`key: value`, written as is).
+fn tok(
+    name: &'static str,
+    provider: &str,
+    site: &str,
+    secret: &str,
+    extra: &[&'static str],
+) -> Tok {
     let var = format!("VENDORS_{}", name.to_uppercase().replace('-', "_"));
-    let mut yaml = format!(
-        "  - name: {name}\n    provider: {provider}\n    site: \"{site}\"\n    token_env: {var}\n"
-    );
+    let mut spec = TokenSpec::new(provider, name).site(site).token_env(&var);
     for line in extra {
-        yaml.push_str(&format!("    {line}\n"));
+        let (key, value) = line.split_once(": ").expect("a `key: value` line");
+        spec = spec.raw(key, value);
     }
     Tok {
         name,
-        yaml,
+        spec,
         env: Some((var, secret.to_string())),
     }
 }
 
 fn config(tokens: &[Tok]) -> String {
-    let mut c = String::from(
-        "global:\n  allow_insecure_http: true\n  probe_interval: 2s\n  probe_timeout: 1s\ntokens:\n",
-    );
-    for t in tokens {
-        c.push_str(&t.yaml);
-    }
-    c
+    ConfigBuilder::new()
+        .global("probe_interval", "2s")
+        .global("probe_timeout", "1s")
+        .tokens(tokens.iter().map(|t| t.spec.clone()))
+        .yaml()
+}
+
+fn env_of(tokens: &[Tok]) -> Vec<(&str, &str)> {
+    tokens
+        .iter()
+        .filter_map(|t| t.env.as_ref())
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
 }
 
 /// Every secret here carries this marker, so no output may ever contain it.
@@ -135,25 +133,32 @@ impl Case {
     }
 }
 
+/// The simulator's credential of a GitHub or GitLab token.
+fn vendor_cred(account: &str, email: &str, behaviour: Behaviour) -> Credential {
+    Credential {
+        account_id: account.into(),
+        email: email.into(),
+        username: "acme-bot".into(),
+        behaviour,
+    }
+}
+
 /// The simulator with every case's credential, and the tokens watching them.
 async fn setup(cases: Vec<Case>) -> (RunningSimulator, Vec<Tok>) {
-    let sim = Simulator::new();
+    let creds: Vec<(&str, Credential)> = cases
+        .iter()
+        .map(|c| {
+            let account = if c.provider == "gitlab" { GL_ID } else { GH_ID };
+            let cred = vendor_cred(account, "bot@acme.example", c.behaviour.clone());
+            (c.secret.as_str(), cred)
+        })
+        .collect();
+    let running = simulator(&creds).await;
     for c in &cases {
-        let account = if c.provider == "gitlab" { GL_ID } else { GH_ID };
-        sim.add_credential(
-            &c.secret,
-            Credential {
-                account_id: account.into(),
-                email: "bot@acme.example".into(),
-                username: "acme-bot".into(),
-                behaviour: c.behaviour.clone(),
-            },
-        );
         if let Some(d) = &c.details {
-            sim.set_token_details(&c.secret, d.clone());
+            running.sim.set_token_details(&c.secret, d.clone());
         }
     }
-    let running = sim.start("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let tokens = cases
         .into_iter()
         .map(|c| {
@@ -172,227 +177,28 @@ async fn setup(cases: Vec<Case>) -> (RunningSimulator, Vec<Tok>) {
 
 /// Registers (or replaces) the credential of `secret` with another behaviour.
 fn now_behaves(sim: &RunningSimulator, secret: &str, behaviour: Behaviour) {
-    sim.sim.add_credential(
-        secret,
-        Credential {
-            account_id: GH_ID.into(),
-            email: String::new(),
-            username: "acme-bot".into(),
-            behaviour,
-        },
-    );
+    sim.sim
+        .add_credential(secret, vendor_cred(GH_ID, "", behaviour));
 }
 
 // ------------------------------------------------------------------------------ exporter
 
-/// The exporter process (killed by its own handle on drop) and everything it printed.
-struct Exporter {
-    /// Held while this exporter runs, so the soak can have the machine to itself.
-    _gate: crate::harness::gate::Shared,
-    child: Child,
-    url: String,
-    printed: Arc<Mutex<String>>,
-    config: PathBuf,
-    _dir: tempfile::TempDir,
+/// The exporter watching `tokens`, with their secrets in its environment.
+fn start(tokens: &[Tok]) -> Exporter {
+    Exporter::start(&config(tokens), &env_of(tokens))
 }
 
-fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = from.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            into.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-}
-
-fn env_of(tokens: &[Tok]) -> Vec<(String, String)> {
-    tokens.iter().filter_map(|t| t.env.clone()).collect()
-}
-
-impl Exporter {
-    fn start(tokens: &[Tok]) -> Exporter {
-        Self::start_args(&config(tokens), &env_of(tokens), &[])
-    }
-
-    fn start_args(config: &str, env: &[(String, String)], args: &[&str]) -> Exporter {
-        let gate = crate::harness::gate::shared();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.yaml");
-        std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(BIN)
-            .arg(format!("--config.file={}", path.display()))
-            .args(["--web.listen-address=127.0.0.1:0", "--log.level=debug"])
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let printed = Arc::new(Mutex::new(String::new()));
-        collect(child.stdout.take().unwrap(), printed.clone());
-        collect(child.stderr.take().unwrap(), printed.clone());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let addr = loop {
-            let text = printed.lock().unwrap().clone();
-            let found = text
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("listen="))
-                .map(|a| a.trim_matches('"').to_string());
-            if let Some(a) = found.filter(|a| a.rsplit(':').next().is_some_and(|p| p != "0")) {
-                break a;
-            }
-            if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
-                let _ = child.kill();
-                panic!("exporter did not start:\n{text}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Exporter {
-            _gate: gate,
-            child,
-            url: format!("http://{addr}"),
-            printed,
-            config: path,
-            _dir: dir,
-        }
-    }
-
-    fn printed(&self) -> String {
-        self.printed.lock().unwrap().clone()
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        let r = reqwest::get(format!("{}{path}", self.url)).await.unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    }
-
-    async fn reload(&self) -> (u16, String) {
-        let r = reqwest::Client::new()
-            .post(format!("{}/-/reload", self.url))
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    }
-
-    /// Scrapes until `done` holds (at most 20 s) and returns that scrape.
-    async fn until(&self, what: &str, done: impl Fn(&Scrape) -> bool) -> Scrape {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let (status, body) = self.get("/metrics").await;
-            assert_eq!(status, 200);
-            let s = Scrape(body);
-            if done(&s) {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}:\n{}\n{}",
-                s.0,
-                self.printed()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Waits until every token of `tokens` finished a probe.
-    async fn probed(&self, tokens: &[Tok]) -> Scrape {
-        self.until("every token probed", |s| {
-            tokens.iter().all(|t| {
-                s.value("apitoken_last_probe_timestamp_seconds", t.name, &[])
-                    .is_some()
-            })
+/// Waits until every token of `tokens` finished a probe.
+async fn probed(e: &Exporter, tokens: &[Tok]) -> Metrics {
+    e.wait_for(WAIT, "every token probed", |m| {
+        tokens.iter().all(|t| {
+            m.has(
+                "apitoken_last_probe_timestamp_seconds",
+                &[("token", t.name)],
+            )
         })
-        .await
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-// ------------------------------------------------------------------------------ /metrics
-
-/// A /metrics body.
-struct Scrape(String);
-
-/// `name{k="v",…} value` → (name, labels, value); None for comments and blank lines.
-fn parse_line(line: &str) -> Option<(&str, BTreeMap<&str, &str>, f64)> {
-    if line.starts_with('#') || line.is_empty() {
-        return None;
-    }
-    let (series, value) = line.rsplit_once(' ')?;
-    let (name, labels) = match series.split_once('{') {
-        Some((n, rest)) => (n, rest.strip_suffix('}')?),
-        None => (series, ""),
-    };
-    let mut map = BTreeMap::new();
-    let mut rest = labels;
-    while let Some((key, after)) = rest.split_once("=\"") {
-        let end = after.find('"')?;
-        map.insert(key.trim_start_matches(','), &after[..end]);
-        rest = &after[end + 1..];
-    }
-    Some((name, map, value.parse().ok()?))
-}
-
-impl Scrape {
-    /// The value of `name` for `token` whose labels include all of `labels`.
-    fn value(&self, name: &str, token: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        self.0.lines().filter_map(parse_line).find_map(|(n, l, v)| {
-            (n == name
-                && l.get("token") == Some(&token)
-                && labels.iter().all(|(k, want)| l.get(k) == Some(want)))
-            .then_some(v)
-        })
-    }
-
-    fn get(&self, name: &str, token: &str) -> f64 {
-        self.value(name, token, &[])
-            .unwrap_or_else(|| panic!("no {name} for {token}:\n{}", self.0))
-    }
-
-    /// The labels of `token`'s `apitoken_info`.
-    fn info(&self, token: &str) -> BTreeMap<String, String> {
-        self.0
-            .lines()
-            .filter_map(parse_line)
-            .find(|(n, l, _)| *n == "apitoken_info" && l.get("token") == Some(&token))
-            .map(|(_, l, _)| {
-                l.into_iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect()
-            })
-            .unwrap_or_else(|| panic!("no apitoken_info for {token}:\n{}", self.0))
-    }
-
-    fn scopes(&self, token: &str) -> Vec<String> {
-        self.0
-            .lines()
-            .filter_map(parse_line)
-            .filter(|(n, l, _)| *n == "apitoken_scope_info" && l.get("token") == Some(&token))
-            .map(|(_, l, _)| l["scope"].to_string())
-            .collect()
-    }
-
-    fn errors(&self, token: &str, reason: &str) -> f64 {
-        self.value("apitoken_probe_errors_total", token, &[("reason", reason)])
-            .unwrap_or(0.0)
-    }
-
-    fn result(&self, token: &str, result: &str) -> f64 {
-        self.value("apitoken_probes_total", token, &[("result", result)])
-            .unwrap_or(0.0)
-    }
+    })
+    .await
 }
 
 fn assert_close(got: f64, want: i64, slack: i64, what: &str) {
@@ -412,12 +218,12 @@ async fn github_classic_token_is_valid_with_its_identity_expiry_and_scopes() {
         // The config's expiry loses to the one GitHub reports.
         .with(&["expected_account_id: \"583231\"", "expires_at: 2030-01-01"])])
     .await;
-    let e = Exporter::start(&tokens);
-    let m = e.probed(&tokens).await;
-    assert_eq!(m.get("apitoken_valid", "gh-classic"), 1.0);
-    assert_eq!(m.get("apitoken_identity_mismatch", "gh-classic"), 0.0);
+    let e = start(&tokens);
+    let m = probed(&e, &tokens).await;
+    assert_eq!(m.for_token("apitoken_valid", "gh-classic"), 1.0);
+    assert_eq!(m.for_token("apitoken_identity_mismatch", "gh-classic"), 0.0);
     assert_eq!(
-        m.get("apitoken_expiry_timestamp_seconds", "gh-classic"),
+        m.for_token("apitoken_expiry_timestamp_seconds", "gh-classic"),
         expires as f64
     );
     let info = m.info("gh-classic");
@@ -428,10 +234,13 @@ async fn github_classic_token_is_valid_with_its_identity_expiry_and_scopes() {
     assert_eq!(m.scopes("gh-classic"), ["repo", "read:org"]);
     // GitHub reports no creation or last use.
     assert!(m
-        .value("apitoken_lifetime_seconds", "gh-classic", &[])
+        .value("apitoken_lifetime_seconds", &[("token", "gh-classic")])
         .is_none());
     assert!(m
-        .value("apitoken_last_used_timestamp_seconds", "gh-classic", &[])
+        .value(
+            "apitoken_last_used_timestamp_seconds",
+            &[("token", "gh-classic")]
+        )
         .is_none());
 }
 
@@ -441,11 +250,11 @@ async fn github_token_of_another_account_is_a_mismatch() {
         github("gh-other", Behaviour::Valid).with(&["expected_account_id: \"1\""])
     ])
     .await;
-    let e = Exporter::start(&tokens);
-    let m = e.probed(&tokens).await;
-    assert_eq!(m.get("apitoken_valid", "gh-other"), 1.0);
-    assert_eq!(m.get("apitoken_identity_mismatch", "gh-other"), 1.0);
-    assert!(m.result("gh-other", "mismatch") >= 1.0);
+    let e = start(&tokens);
+    let m = probed(&e, &tokens).await;
+    assert_eq!(m.for_token("apitoken_valid", "gh-other"), 1.0);
+    assert_eq!(m.for_token("apitoken_identity_mismatch", "gh-other"), 1.0);
+    assert!(m.probes("gh-other", "mismatch") >= 1.0);
     assert_eq!(m.info("gh-other")["account_id"], GH_ID);
 }
 
@@ -458,25 +267,25 @@ async fn github_fine_grained_token_has_no_scopes_and_a_missing_expiry_keeps_the_
             .with(&["expires_at: 2030-01-01", "created_at: 2029-01-01"]),
     ])
     .await;
-    let e = Exporter::start(&tokens);
-    let m = e.probed(&tokens).await;
-    assert_eq!(m.get("apitoken_valid", "gh-fine"), 1.0);
+    let e = start(&tokens);
+    let m = probed(&e, &tokens).await;
+    assert_eq!(m.for_token("apitoken_valid", "gh-fine"), 1.0);
     assert_eq!(
-        m.get("apitoken_expiry_timestamp_seconds", "gh-fine"),
+        m.for_token("apitoken_expiry_timestamp_seconds", "gh-fine"),
         expires as f64
     );
     assert!(
         m.scopes("gh-fine").is_empty(),
         "fine-grained tokens send no scopes"
     );
-    assert_eq!(m.get("apitoken_valid", "gh-noexp"), 1.0);
+    assert_eq!(m.for_token("apitoken_valid", "gh-noexp"), 1.0);
     assert_eq!(m.info("gh-noexp")["expiry_source"], "config");
     assert_eq!(
-        m.get("apitoken_expiry_timestamp_seconds", "gh-noexp"),
+        m.for_token("apitoken_expiry_timestamp_seconds", "gh-noexp"),
         1_893_456_000.0
     );
     assert_eq!(
-        m.get("apitoken_lifetime_seconds", "gh-noexp"),
+        m.for_token("apitoken_lifetime_seconds", "gh-noexp"),
         365.0 * 86_400.0
     );
 }
@@ -495,12 +304,14 @@ async fn github_enterprise_server_is_probed_under_its_api_v3_prefix() {
         },
     ])
     .await;
-    let e = Exporter::start(&tokens);
-    let m = e.probed(&tokens).await;
-    assert_eq!(m.get("apitoken_valid", "ghes"), 1.0);
+    let e = start(&tokens);
+    let m = probed(&e, &tokens).await;
+    assert_eq!(m.for_token("apitoken_valid", "ghes"), 1.0);
     assert_eq!(m.info("ghes")["site"], format!("{}/api/v3", sim.base_url()));
     assert!(m.errors("ghes-wrong", "bad_response") >= 1.0);
-    assert!(m.value("apitoken_valid", "ghes-wrong", &[]).is_none());
+    assert!(m
+        .value("apitoken_valid", &[("token", "ghes-wrong")])
+        .is_none());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -508,18 +319,18 @@ async fn github_401_is_rejected_and_keeps_the_last_reported_expiry() {
     let dead = github("gh-dead", Behaviour::Valid).expiring(now() + DAY, None);
     let secret = dead.secret.clone();
     let (sim, tokens) = setup(vec![dead]).await;
-    let e = Exporter::start(&tokens);
-    e.until("valid", |m| {
-        m.value("apitoken_valid", "gh-dead", &[]) == Some(1.0)
+    let e = start(&tokens);
+    e.wait_for(WAIT, "valid", |m| {
+        m.value("apitoken_valid", &[("token", "gh-dead")]) == Some(1.0)
     })
     .await;
     now_behaves(&sim, &secret, Behaviour::Dead);
     let m = e
-        .until("rejected", |m| m.result("gh-dead", "rejected") >= 1.0)
+        .wait_for(WAIT, "rejected", |m| m.probes("gh-dead", "rejected") >= 1.0)
         .await;
-    assert_eq!(m.get("apitoken_valid", "gh-dead"), 0.0);
-    assert_eq!(m.get("apitoken_anonymous_fallback", "gh-dead"), 0.0);
-    assert_eq!(m.get("apitoken_probe_success", "gh-dead"), 1.0);
+    assert_eq!(m.for_token("apitoken_valid", "gh-dead"), 0.0);
+    assert_eq!(m.for_token("apitoken_anonymous_fallback", "gh-dead"), 0.0);
+    assert_eq!(m.for_token("apitoken_probe_success", "gh-dead"), 1.0);
     assert_eq!(m.info("gh-dead")["expiry_source"], "provider");
 }
 
@@ -537,26 +348,26 @@ async fn github_rate_limits_both_ways_are_rate_limited_and_back_off() {
         ),
     ])
     .await;
-    let e = Exporter::start(&tokens);
-    let m = e.probed(&tokens).await;
+    let e = start(&tokens);
+    let m = probed(&e, &tokens).await;
     for t in ["gh-primary", "gh-secondary"] {
         assert!(m.errors(t, "rate_limited") >= 1.0, "{t}");
         assert_eq!(m.errors(t, "forbidden"), 0.0, "{t}");
-        assert_eq!(m.get("apitoken_probe_success", t), 0.0);
+        assert_eq!(m.for_token("apitoken_probe_success", t), 0.0);
         assert!(
-            m.value("apitoken_valid", t, &[]).is_none(),
+            m.value("apitoken_valid", &[("token", t)]).is_none(),
             "{t}: no conclusion yet"
         );
     }
     // The next probe waits for x-ratelimit-reset (900 s) / Retry-After (120 s).
     assert_close(
-        m.get("apitoken_probe_interval_seconds", "gh-primary"),
+        m.for_token("apitoken_probe_interval_seconds", "gh-primary"),
         900,
         10,
         "reset",
     );
     assert_eq!(
-        m.get("apitoken_probe_interval_seconds", "gh-secondary"),
+        m.for_token("apitoken_probe_interval_seconds", "gh-secondary"),
         120.0
     );
 }
@@ -570,11 +381,11 @@ async fn github_other_403_is_forbidden_and_the_status_page_says_why() {
         Behaviour::Forbidden,
     )])
     .await;
-    let e = Exporter::start(&tokens);
-    let m = e.probed(&tokens).await;
+    let e = start(&tokens);
+    let m = probed(&e, &tokens).await;
     assert!(m.errors("gh-forbidden", "forbidden") >= 1.0);
     assert_eq!(
-        m.get("apitoken_probe_interval_seconds", "gh-forbidden"),
+        m.for_token("apitoken_probe_interval_seconds", "gh-forbidden"),
         2.0,
         "no back-off"
     );
@@ -605,22 +416,22 @@ async fn gitlab_token_reports_identity_expiry_lifetime_last_use_and_scopes() {
             .with(&["auth: bearer", "expected_account_id: \"99\""]),
     ])
     .await;
-    let e = Exporter::start(&tokens);
-    let m = e.probed(&tokens).await;
+    let e = start(&tokens);
+    let m = probed(&e, &tokens).await;
     // GitLab's expiry is a date: the token stops at that day's midnight UTC.
     let midnight = expires / DAY * DAY;
     for (t, auth) in [("gl-header", "header"), ("gl-bearer", "bearer")] {
-        assert_eq!(m.get("apitoken_valid", t), 1.0, "{t}");
+        assert_eq!(m.for_token("apitoken_valid", t), 1.0, "{t}");
         assert_eq!(
-            m.get("apitoken_expiry_timestamp_seconds", t),
+            m.for_token("apitoken_expiry_timestamp_seconds", t),
             midnight as f64
         );
         assert_eq!(
-            m.get("apitoken_lifetime_seconds", t),
+            m.for_token("apitoken_lifetime_seconds", t),
             (midnight - created) as f64
         );
         assert_eq!(
-            m.get("apitoken_last_used_timestamp_seconds", t),
+            m.for_token("apitoken_last_used_timestamp_seconds", t),
             used as f64
         );
         assert_eq!(m.scopes(t), ["read_api", "read_user"]);
@@ -631,8 +442,8 @@ async fn gitlab_token_reports_identity_expiry_lifetime_last_use_and_scopes() {
         );
         assert_eq!(info["account_id"], GL_ID);
     }
-    assert_eq!(m.get("apitoken_identity_mismatch", "gl-header"), 0.0);
-    assert_eq!(m.get("apitoken_identity_mismatch", "gl-bearer"), 1.0);
+    assert_eq!(m.for_token("apitoken_identity_mismatch", "gl-header"), 0.0);
+    assert_eq!(m.for_token("apitoken_identity_mismatch", "gl-bearer"), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -641,12 +452,12 @@ async fn gitlab_token_without_expiry_keeps_the_configured_one() {
         gitlab("gl-noexp", Behaviour::Valid).with(&["expires_at: 2030-01-01"])
     ])
     .await;
-    let e = Exporter::start(&tokens);
-    let m = e.probed(&tokens).await;
-    assert_eq!(m.get("apitoken_valid", "gl-noexp"), 1.0);
+    let e = start(&tokens);
+    let m = probed(&e, &tokens).await;
+    assert_eq!(m.for_token("apitoken_valid", "gl-noexp"), 1.0);
     assert_eq!(m.info("gl-noexp")["expiry_source"], "config");
     assert_eq!(
-        m.get("apitoken_expiry_timestamp_seconds", "gl-noexp"),
+        m.for_token("apitoken_expiry_timestamp_seconds", "gl-noexp"),
         1_893_456_000.0
     );
     assert_eq!(m.scopes("gl-noexp"), ["api"]);
@@ -662,20 +473,20 @@ async fn gitlab_inactive_revoked_and_401_tokens_are_rejected() {
         gitlab("gl-dead", Behaviour::Dead),
     ])
     .await;
-    let e = Exporter::start(&tokens);
-    let m = e.probed(&tokens).await;
+    let e = start(&tokens);
+    let m = probed(&e, &tokens).await;
     for t in ["gl-inactive", "gl-revoked", "gl-dead"] {
-        assert_eq!(m.get("apitoken_valid", t), 0.0, "{t}");
-        assert_eq!(m.get("apitoken_anonymous_fallback", t), 0.0, "{t}");
-        assert!(m.result(t, "rejected") >= 1.0, "{t}");
+        assert_eq!(m.for_token("apitoken_valid", t), 0.0, "{t}");
+        assert_eq!(m.for_token("apitoken_anonymous_fallback", t), 0.0, "{t}");
+        assert!(m.probes(t, "rejected") >= 1.0, "{t}");
     }
     // The inactive token's description still tells when it expired.
     let midnight = (expired / DAY * DAY) as f64;
     assert_eq!(
-        m.get("apitoken_expiry_timestamp_seconds", "gl-inactive"),
+        m.for_token("apitoken_expiry_timestamp_seconds", "gl-inactive"),
         midnight
     );
-    assert!(m.get("apitoken_days_until_expiry", "gl-inactive") < 0.0);
+    assert!(m.for_token("apitoken_days_until_expiry", "gl-inactive") < 0.0);
     let (_, page) = e.get("/").await;
     assert!(page.contains("expired"), "{page}");
 }
@@ -694,19 +505,24 @@ async fn gitlab_429_waits_for_retry_after_else_ratelimit_reset_and_403_is_forbid
         gitlab("gl-forbidden", Behaviour::Forbidden),
     ])
     .await;
-    let e = Exporter::start(&tokens);
-    let m = e.probed(&tokens).await;
+    let e = start(&tokens);
+    let m = probed(&e, &tokens).await;
     assert_eq!(m.errors("gl-rl-ra", "rate_limited"), 1.0);
-    assert_eq!(m.get("apitoken_probe_interval_seconds", "gl-rl-ra"), 45.0);
+    assert_eq!(
+        m.for_token("apitoken_probe_interval_seconds", "gl-rl-ra"),
+        45.0
+    );
     assert_eq!(m.errors("gl-rl-reset", "rate_limited"), 1.0);
     assert_close(
-        m.get("apitoken_probe_interval_seconds", "gl-rl-reset"),
+        m.for_token("apitoken_probe_interval_seconds", "gl-rl-reset"),
         60,
         5,
         "reset",
     );
     assert!(m.errors("gl-forbidden", "forbidden") >= 1.0);
-    assert!(m.value("apitoken_valid", "gl-forbidden", &[]).is_none());
+    assert!(m
+        .value("apitoken_valid", &[("token", "gl-forbidden")])
+        .is_none());
 }
 
 // ------------------------------------------------------------------------------ every error reason
@@ -746,8 +562,8 @@ async fn every_error_reason_for_github_and_gitlab() {
         "glpat-s3cr3ttls0123456789",
         &[],
     ));
-    let e = Exporter::start(&tokens);
-    let m = e.probed(&tokens).await;
+    let e = start(&tokens);
+    let m = probed(&e, &tokens).await;
     for (t, reason) in [
         ("gh-5xx", "http_5xx"),
         ("gl-timeout", "timeout"),
@@ -758,29 +574,13 @@ async fn every_error_reason_for_github_and_gitlab() {
         ("gl-tls", "tls"),
         ("gh-nosecret", "credential_unavailable"),
     ] {
-        assert!(m.errors(t, reason) >= 1.0, "{t}: {reason}\n{}", m.0);
-        assert_eq!(m.get("apitoken_probe_success", t), 0.0, "{t}");
-        assert!(m.value("apitoken_valid", t, &[]).is_none(), "{t}");
+        assert!(m.errors(t, reason) >= 1.0, "{t}: {reason}\n{}", m.text());
+        assert_eq!(m.for_token("apitoken_probe_success", t), 0.0, "{t}");
+        assert!(m.value("apitoken_valid", &[("token", t)]).is_none(), "{t}");
     }
 }
 
 // ------------------------------------------------------------------------------ CLI, reload, demo
-
-/// Runs the binary to completion, off the runtime that serves the simulator:
-/// (exit code, stdout, stderr).
-async fn run(args: &[&str], env: &[(String, String)]) -> (i32, String, String) {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).envs(env.to_vec()).stdin(Stdio::null());
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (
-        out.status.code().unwrap_or(-1),
-        text(&out.stdout),
-        text(&out.stderr),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn check_probes_github_and_gitlab_and_shows_the_reported_expiry() {
@@ -790,11 +590,10 @@ async fn check_probes_github_and_gitlab_and_shows_the_reported_expiry() {
     ])
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.yaml");
-    std::fs::write(&path, config(&tokens)).unwrap();
+    let path = write(dir.path(), "c.yaml", &config(&tokens));
     let file = format!("--config.file={}", path.display());
     let env = env_of(&tokens);
-    let (code, out, err) = run(&["check", &file, "--output=json"], &env).await;
+    let (code, out, err) = run_cli_off_runtime(&["check", &file, "--output=json"], &env).await;
     assert_eq!(code, 1, "one token is not valid\n{out}{err}");
     let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(rows[0]["token"], "gh-check");
@@ -805,7 +604,7 @@ async fn check_probes_github_and_gitlab_and_shows_the_reported_expiry() {
     assert_eq!(rows[0]["days_until_expiry"], 20.0);
     assert_eq!(rows[1]["outcome"], "rejected");
     assert_eq!(rows[1]["detail"], "HTTP 401");
-    let (code, table, _) = run(&["check", &file], &env).await;
+    let (code, table, _) = run_cli_off_runtime(&["check", &file], &env).await;
     assert_eq!(code, 1);
     let gh = table.lines().find(|l| l.starts_with("gh-check")).unwrap();
     assert!(
@@ -826,28 +625,24 @@ async fn check_probes_github_and_gitlab_and_shows_the_reported_expiry() {
 #[tokio::test(flavor = "multi_thread")]
 async fn config_check_accepts_github_and_gitlab_and_refuses_email_clearly() {
     let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, text: &str| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, text).unwrap();
+    let config_file = |name: &str, text: &str| {
+        let p = write(dir.path(), name, text);
         format!("--config.file={}", p.display())
     };
-    let good = write(
+    let good = config_file(
         "good.yaml",
         "tokens:\n  - {name: gh, provider: github, token_env: GH}\n  - {name: ghes, provider: github, site: \"https://ghe.acme.example/api/v3\", token_env: GH}\n  - {name: gl, provider: gitlab, token_env: GL}\n  - {name: glb, provider: gitlab, auth: bearer, site: \"https://gitlab.acme.example\", token_env: GL}\n",
     );
-    let env = [
-        ("GH".to_string(), "x".to_string()),
-        ("GL".to_string(), "y".to_string()),
-    ];
-    let (code, out, err) = run(&["--config.check", &good], &env).await;
+    let env = [("GH", "x"), ("GL", "y")];
+    let (code, out, err) = run_cli_off_runtime(&["--config.check", &good], &env).await;
     assert_eq!((code, err.as_str()), (0, ""), "{out}");
     assert!(out.starts_with("OK:") && out.contains("4 tokens"), "{out}");
 
-    let bad = write(
+    let bad = config_file(
         "bad.yaml",
         &format!("tokens:\n  - {{name: gh, provider: github, email: a@b.c, token_env: GH}}\n  - {{name: gl, provider: gitlab, email: a@b.c, token_env: GL}}\n  - {{name: pasted, provider: gitlab, token_env: glpat-{MARK}pasted0123456789}}\n  - {{name: hdr, provider: github, auth: header, token_env: GH}}\n"),
     );
-    let (code, out, err) = run(&["--config.check", &bad], &env).await;
+    let (code, out, err) = run_cli_off_runtime(&["--config.check", &bad], &env).await;
     assert_eq!(code, 1, "{out}{err}");
     for needle in [
         "tokens[0] (gh).email: not used by provider github",
@@ -869,53 +664,59 @@ async fn reload_adds_a_github_token() {
     ])
     .await;
     // Both secrets are in the environment from the start; the first config names one.
-    let e = Exporter::start_args(&config(&both[..1]), &env_of(&both), &[]);
-    e.probed(&both[..1]).await;
-    std::fs::write(&e.config, config(&both)).unwrap();
+    let e = Exporter::start(&config(&both[..1]), &env_of(&both));
+    probed(&e, &both[..1]).await;
+    e.write_config(&config(&both));
     let (status, body) = e.reload().await;
     assert_eq!(status, 200, "{body}");
     let m = e
-        .until("the added token probed", |m| {
-            m.value("apitoken_valid", "gh-added", &[]).is_some()
+        .wait_for(WAIT, "the added token probed", |m| {
+            m.value("apitoken_valid", &[("token", "gh-added")])
+                .is_some()
         })
         .await;
-    assert_eq!(m.get("apitoken_valid", "gh-added"), 1.0);
+    assert_eq!(m.for_token("apitoken_valid", "gh-added"), 1.0);
     assert_eq!(m.info("gh-added")["expiry_source"], "provider");
     assert_close(
-        m.get("apitoken_days_until_expiry", "gh-added"),
+        m.for_token("apitoken_days_until_expiry", "gh-added"),
         5,
         1,
         "days",
     );
     assert!(
-        m.0.lines()
+        m.text()
+            .lines()
             .any(|l| l == "apitoken_exporter_config_last_reload_successful 1"),
         "{}",
-        m.0
+        m.text()
     );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_demo_shows_its_github_and_gitlab_tokens_and_never_their_secrets() {
-    let e = Exporter::start_args("", &[], &["demo"]);
+    let e = Exporter::start_with_args("", &[], &["demo"]);
     let m = e
-        .until("the GitHub and GitLab demo tokens probed", |m| {
+        .wait_for(WAIT, "the GitHub and GitLab demo tokens probed", |m| {
             ["github-valid", "gitlab-valid"]
                 .iter()
-                .all(|t| m.value("apitoken_valid", t, &[]).is_some())
+                .all(|t| m.value("apitoken_valid", &[("token", t)]).is_some())
         })
         .await;
     for t in ["github-valid", "gitlab-valid"] {
-        assert_eq!(m.get("apitoken_valid", t), 1.0, "{t}");
+        assert_eq!(m.for_token("apitoken_valid", t), 1.0, "{t}");
         assert_eq!(m.info(t)["expiry_source"], "provider", "{t}");
         assert!(!m.scopes(t).is_empty(), "{t}");
     }
     assert!(m
-        .value("apitoken_lifetime_seconds", "gitlab-valid", &[])
+        .value("apitoken_lifetime_seconds", &[("token", "gitlab-valid")])
         .is_some());
     let (_, page) = e.get("/").await;
     // Demo secrets are random; every one has this marker after the vendor's prefix.
-    for (what, text) in [("/metrics", &m.0), ("/", &page), ("output", &e.printed())] {
+    for (what, text) in [
+        ("/metrics", m.text()),
+        ("/", page.as_str()),
+        ("output", e.output().as_str()),
+    ] {
         assert!(!text.contains("3xDEMO"), "demo secret in {what}:\n{text}");
     }
 }
@@ -944,27 +745,23 @@ async fn no_github_or_gitlab_secret_appears_in_any_output() {
         .map(|c| c.expiring(now() + DAY, Some(&["api"])))
         .collect();
     let (_sim, tokens) = setup(cases).await;
-    let e = Exporter::start(&tokens);
-    let m = e.probed(&tokens).await;
+    let e = start(&tokens);
+    let m = probed(&e, &tokens).await;
     // A reload with a broken config names the problem, never a secret from the env.
-    std::fs::write(
-        &e.config,
-        "tokens:\n  - {name: x, provider: github, email: e, token_env: VENDORS_L0}\n",
-    )
-    .unwrap();
+    e.write_config("tokens:\n  - {name: x, provider: github, email: e, token_env: VENDORS_L0}\n");
     let (status, reload) = e.reload().await;
     assert_eq!(status, 500, "{reload}");
     let (_, page) = e.get("/").await;
     let (_, ready) = e.get("/-/ready").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let printed = e.printed();
+    let printed = e.output();
     assert!(printed.contains("started"), "{printed}");
     for (what, text) in [
-        ("/metrics", &m.0),
-        ("/", &page),
-        ("/-/ready", &ready),
-        ("/-/reload", &reload),
-        ("output", &printed),
+        ("/metrics", m.text()),
+        ("/", page.as_str()),
+        ("/-/ready", ready.as_str()),
+        ("/-/reload", reload.as_str()),
+        ("output", printed.as_str()),
     ] {
         assert!(!text.contains(MARK), "a secret in {what}:\n{text}");
     }
@@ -984,15 +781,13 @@ async fn a_jira_github_and_gitlab_config_passes_promtool_check_metrics() {
     ])
     .await;
     let jira_secret = format!("ATATT3x{MARK}jira");
-    sim.sim.add_credential(
-        &jira_secret,
-        Credential {
-            account_id: "5b10a2844c20165700ede21g".into(),
-            email: "jira-bot@acme.example".into(),
-            username: "jira-bot".into(),
-            behaviour: Behaviour::Valid,
-        },
+    // Username `jira-bot`, from the email.
+    let jira_bot = cred(
+        "5b10a2844c20165700ede21g",
+        "jira-bot@acme.example",
+        Behaviour::Valid,
     );
+    sim.sim.add_credential(&jira_secret, jira_bot);
     tokens.push(tok(
         "jira",
         "jira",
@@ -1000,10 +795,10 @@ async fn a_jira_github_and_gitlab_config_passes_promtool_check_metrics() {
         &jira_secret,
         &["email: jira-bot@acme.example", "expires_at: 2030-01-01"],
     ));
-    let e = Exporter::start(&tokens);
-    let m = e.probed(&tokens).await;
+    let e = start(&tokens);
+    let m = probed(&e, &tokens).await;
     for t in ["jira", "github", "gitlab"] {
-        assert_eq!(m.get("apitoken_valid", t), 1.0, "{t}");
+        assert_eq!(m.for_token("apitoken_valid", t), 1.0, "{t}");
     }
     for family in [
         "apitoken_scope_info",
@@ -1012,33 +807,17 @@ async fn a_jira_github_and_gitlab_config_passes_promtool_check_metrics() {
         "apitoken_probe_errors_total",
     ] {
         assert!(
-            m.0.contains(&format!("# TYPE {family} ")),
+            m.text().contains(&format!("# TYPE {family} ")),
             "{family} missing:\n{}",
-            m.0
+            m.text()
         );
     }
-    promtool_check_metrics(&m.0);
+    assert_promtool_accepts(m.text());
 }
 
-/// The real `promtool check metrics` (a missing promtool fails the test:
-/// scripts/install-test-deps.sh installs it).
-fn promtool_check_metrics(exposition: &str) {
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool not found: run scripts/install-test-deps.sh");
-    let mut stdin = promtool.stdin.take().unwrap();
-    stdin.write_all(exposition.as_bytes()).unwrap();
-    drop(stdin);
-    let out = promtool.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// The real `promtool check metrics` accepts the exposition.
+fn assert_promtool_accepts(exposition: &str) {
+    let (status, said) = promtool_check_metrics(exposition);
     // The one lint promtool raises is the name README's metric table fixes for good
     // (`apitoken_days_until_expiry`, not in seconds); anything else, a parse error above
     // all, fails.
@@ -1048,8 +827,7 @@ fn promtool_check_metrics(exposition: &str) {
         .filter(|l| !l.trim().is_empty() && l.trim() != KNOWN)
         .collect();
     assert!(
-        other.is_empty() && (out.status.success() || said.contains(KNOWN)),
-        "promtool check metrics ({}):\n{said}\n{exposition}",
-        out.status
+        other.is_empty() && (status.success() || said.contains(KNOWN)),
+        "promtool check metrics ({status}):\n{said}\n{exposition}"
     );
 }

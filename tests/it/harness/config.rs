@@ -8,7 +8,9 @@
 //!     .yaml()
 //! ```
 //!
-//! Only valid configs come out of it; the tests of broken configs write their YAML as is.
+//! Values are quoted YAML strings; [`TokenSpec::raw`] and [`OrgSpec::raw`] write one as
+//! is (a number, a bool, or a value the config check must refuse). The tests of configs
+//! that are not even well-formed write their YAML as is.
 
 use std::path::Path;
 
@@ -80,7 +82,8 @@ impl ConfigBuilder {
     }
 }
 
-/// One list entry: `key: "value"` fields in order, then an optional `labels:` map.
+/// One list entry: `key: value` fields in order (each value as written), then an
+/// optional `labels:` map.
 #[derive(Debug, Clone, Default)]
 struct Entry {
     fields: Vec<(&'static str, String)>,
@@ -88,15 +91,21 @@ struct Entry {
 }
 
 impl Entry {
-    fn with(mut self, key: &'static str, value: impl Into<String>) -> Self {
-        self.fields.push((key, value.into()));
+    /// A quoted string field.
+    fn with(self, key: &'static str, value: impl Into<String>) -> Self {
+        self.raw(key, quoted(&value.into()))
+    }
+
+    /// A field written verbatim.
+    fn raw(mut self, key: &'static str, value: impl ToString) -> Self {
+        self.fields.push((key, value.to_string()));
         self
     }
 
     fn write(&self, out: &mut String) {
         for (i, (k, v)) in self.fields.iter().enumerate() {
             let lead = if i == 0 { "  - " } else { "    " };
-            out.push_str(&format!("{lead}{k}: {}\n", quoted(v)));
+            out.push_str(&format!("{lead}{k}: {v}\n"));
         }
         if !self.labels.is_empty() {
             out.push_str("    labels:\n");
@@ -142,8 +151,14 @@ impl TokenSpec {
         Self::new("atlassian_admin", name)
     }
 
-    fn set(self, key: &'static str, value: impl Into<String>) -> Self {
+    /// Any field, as a quoted string (`auth`, `created_at`, `revoked_at`, …).
+    pub fn set(self, key: &'static str, value: impl Into<String>) -> Self {
         TokenSpec(self.0.with(key, value))
+    }
+
+    /// Any field, written verbatim.
+    pub fn raw(self, key: &'static str, value: impl ToString) -> Self {
+        TokenSpec(self.0.raw(key, value))
     }
 
     pub fn site(self, url: &str) -> Self {
@@ -195,6 +210,11 @@ impl OrgSpec {
 
     fn set(self, key: &'static str, value: impl Into<String>) -> Self {
         OrgSpec(self.0.with(key, value))
+    }
+
+    /// Any field, written verbatim (`max_pages: 2`, `per_token_series: false`).
+    pub fn raw(self, key: &'static str, value: impl ToString) -> Self {
+        OrgSpec(self.0.raw(key, value))
     }
 
     pub fn base_url(self, url: &str) -> Self {

@@ -15,6 +15,44 @@ use super::BIN;
 /// Every request the harness makes is bounded by this.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The proxy settings the exporter honours, removed from the environment it inherits.
+const PROXY_VARS: [&str; 8] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
+/// Appends each line of `from` to `into` as it arrives (invalid UTF-8 replaced, so no
+/// line ends the reading early), after showing it to `see`.
+fn collect_lines(
+    from: impl Read + Send + 'static,
+    into: Arc<Mutex<String>>,
+    mut see: impl FnMut(&str) + Send + 'static,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut from = BufReader::new(from);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match from.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let text = String::from_utf8_lossy(&buf);
+            let line = text.strip_suffix('\n').unwrap_or(&text);
+            see(line);
+            let mut o = into.lock().unwrap();
+            o.push_str(line);
+            o.push('\n');
+        }
+    })
+}
+
 /// A running exporter process; killed (by its own PID) on drop.
 pub struct Exporter {
     child: Child,
@@ -49,7 +87,13 @@ impl Exporter {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, config).unwrap();
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        // Every upstream is on 127.0.0.1: a proxy from the test's own environment must not
+        // apply (a test that wants one passes it in `env`).
+        for var in PROXY_VARS {
+            command.env_remove(var);
+        }
+        let mut child = command
             .arg(format!("--config.file={}", config_path.display()))
             .arg("--web.listen-address=127.0.0.1:0")
             .arg("--log.level=debug")
@@ -63,33 +107,21 @@ impl Exporter {
         let output = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         let stderr = child.stderr.take().unwrap();
-        let out2 = output.clone();
-        let err_reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                // logfmt `listen=ADDR` or JSON `"listen":"ADDR"`
-                let addr = line
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix("listen="))
-                    .map(|a| a.trim_matches('"').to_string())
-                    .or_else(|| {
-                        let rest = line.split("\"listen\":\"").nth(1)?;
-                        rest.split('"').next().map(str::to_string)
-                    });
-                if let Some(addr) = addr {
-                    let _ = tx.send(addr);
-                }
-                let mut o = out2.lock().unwrap();
-                o.push_str(&line);
-                o.push('\n');
+        let err_reader = collect_lines(stderr, output.clone(), move |line| {
+            // logfmt `listen=ADDR` or JSON `"listen":"ADDR"`
+            let addr = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("listen="))
+                .map(|a| a.trim_matches('"').to_string())
+                .or_else(|| {
+                    let rest = line.split("\"listen\":\"").nth(1)?;
+                    rest.split('"').next().map(str::to_string)
+                });
+            if let Some(addr) = addr {
+                let _ = tx.send(addr);
             }
         });
-        let mut stdout = child.stdout.take().unwrap();
-        let out3 = output.clone();
-        let out_reader = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = stdout.read_to_string(&mut s);
-            out3.lock().unwrap().push_str(&s);
-        });
+        let out_reader = collect_lines(child.stdout.take().unwrap(), output.clone(), |_| {});
         let addr = match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(a) => a,
             Err(_) => {

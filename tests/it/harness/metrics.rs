@@ -3,6 +3,8 @@
 //! Every scrape in the suite goes through it, so a malformed body fails whichever test
 //! reads it.
 
+use std::collections::BTreeMap;
+
 /// Label pairs in the order the body lists them.
 pub type Labels = Vec<(String, String)>;
 
@@ -158,6 +160,18 @@ impl Metrics {
         Some(first.value)
     }
 
+    /// As [`Metrics::value`], for a sample that must be there: fails the test with the
+    /// body when it is not.
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.value(name, labels)
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in:\n{}", self.text))
+    }
+
+    /// [`Metrics::get`] of `token`'s sample of `name`.
+    pub fn for_token(&self, name: &str, token: &str) -> f64 {
+        self.get(name, &[("token", token)])
+    }
+
     pub fn has(&self, name: &str, labels: &[(&str, &str)]) -> bool {
         self.samples(name, labels).next().is_some()
     }
@@ -187,6 +201,24 @@ impl Metrics {
             &[("token", token), ("reason", reason)],
         )
         .unwrap_or(0.0)
+    }
+
+    /// The labels of `token`'s one `apitoken_info` sample; fails the test without one.
+    pub fn info(&self, token: &str) -> BTreeMap<String, String> {
+        let of_token = [("token", token)];
+        let mut found = self.samples("apitoken_info", &of_token);
+        let info = found
+            .next()
+            .unwrap_or_else(|| panic!("no apitoken_info for {token}:\n{}", self.text));
+        assert!(found.next().is_none(), "several apitoken_info for {token}");
+        info.labels.iter().cloned().collect()
+    }
+
+    /// The `scope` labels of `token`'s `apitoken_scope_info`, in the body's order.
+    pub fn scopes(&self, token: &str) -> Vec<String> {
+        self.samples("apitoken_scope_info", &[("token", token)])
+            .map(|s| s.label("scope").expect("a scope label").to_string())
+            .collect()
     }
 
     /// `apitoken_probes_total` of `token` for `result`; 0 while never counted.

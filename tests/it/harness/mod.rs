@@ -1,6 +1,7 @@
 //! What the suites share, compiled once: the real binary on 127.0.0.1:0 ([`Exporter`]:
 //! reload, scrape), `/metrics` parsed into samples ([`Metrics`]), typed configs
-//! ([`ConfigBuilder`]), the in-process Atlassian simulator, a raw-TCP fault server
+//! ([`ConfigBuilder`]), the in-process Atlassian simulator, the binary's commands run to
+//! completion ([`run_cli`]), `promtool check metrics`, a raw-TCP fault server
 //! ([`faults`]), and the exporter's router in-process ([`inproc`]).
 
 mod config;
@@ -10,9 +11,10 @@ pub mod gate;
 pub mod inproc;
 mod metrics;
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use apitoken_sim::{Behaviour, Credential, RunningSimulator, Simulator};
 
@@ -24,6 +26,17 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_apitoken_exporter");
 
 /// The email most simulated credentials authenticate with.
 pub const EMAIL: &str = "svc@acme.example";
+
+/// A day in seconds.
+pub const DAY: i64 = 86_400;
+
+/// The wall clock in whole Unix seconds.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
 
 /// A credential for the simulator, with the email the config must use.
 pub fn cred(account: &str, email: &str, behaviour: Behaviour) -> Credential {
@@ -76,6 +89,46 @@ pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// [`run_cli`] on a blocking thread, off the runtime (which may be serving the simulator
+/// the command probes).
+pub async fn run_cli_off_runtime(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        run_cli(&args, &env)
+    })
+    .await
+    .unwrap()
+}
+
+/// Runs the real `promtool check metrics` on `exposition`: its exit status and what it
+/// said (stdout then stderr). A missing promtool fails the test:
+/// `scripts/install-test-deps.sh` installs it.
+pub fn promtool_check_metrics(exposition: &str) -> (ExitStatus, String) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("promtool is required (run scripts/install-test-deps.sh): {e}"));
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(exposition.as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status, said)
 }
 
 pub fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
