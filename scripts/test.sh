@@ -15,6 +15,8 @@ cargo fmt --all --check
 
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --locked --workspace --all-targets -- -D warnings
+# The full soak's target has `test = false`, so --all-targets leaves it out: lint it apart.
+cargo clippy --locked --test soak -- -D warnings
 
 # The simulator (sim/, crate apitoken-sim) reaches the exporter only through the default
 # feature `demo`. Without it the exporter must build, lint clean and not depend on it.

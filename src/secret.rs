@@ -5,8 +5,8 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use zeroize::Zeroize;
 
@@ -91,6 +91,14 @@ pub enum CredentialError {
     FileEmpty(PathBuf),
     #[error("token file {} is not valid UTF-8", shown_path(.0))]
     FileNotUnicode(PathBuf),
+    /// The file's read (or its metadata) did not return within the probe timeout: a hung
+    /// network mount, a FIFO without a writer. The read stays outstanding; no other read
+    /// of the file starts until it returns.
+    #[error("token file {} has not answered for {secs} s (one read of it is outstanding; no other starts until it returns)", shown_path(.path))]
+    FileHung { path: PathBuf, secs: u64 },
+    /// Every slot for token-file reads is taken by reads that have not returned.
+    #[error("token file {} not read: {} token-file reads are outstanding", shown_path(.0), MAX_FILE_READS)]
+    FileReadsBusy(PathBuf),
 }
 
 /// What an error shows for a source name: the name, unless it looks like a credential
@@ -155,12 +163,33 @@ fn entropy(s: &str) -> f64 {
 /// misconfiguration (e.g. pointing at a whole secrets bundle) and must not be slurped.
 const MAX_TOKEN_FILE_BYTES: u64 = 64 * 1024;
 
-/// Reads a [`SecretSource`], caching a file's content until the file changes on disk
-/// (mtime or size), so a rotated token is picked up without a reload.
+/// Token-file reads outstanding at once, across every token: each runs on a thread of the
+/// blocking pool, and a hung mount must not take the whole pool (which also resolves host
+/// names for the probes).
+pub const MAX_FILE_READS: usize = 32;
+
+static FILE_READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_FILE_READS);
+
+/// Reads a [`SecretSource`]. An environment variable is read once, when the reader is built
+/// (the environment of a running process does not change from outside; a reload builds
+/// new readers). A file's content is cached until the file changes on disk (mtime or
+/// size), so a rotated token is picked up without a reload; [`SecretReader::read_within`]
+/// reads it on the blocking pool with a bounded wait.
 #[derive(Debug)]
 pub struct SecretReader {
     source: SecretSource,
-    cache: Mutex<Option<FileCache>>,
+    /// `token_env`: the value as it was when the reader was built.
+    env: Option<Result<Secret, CredentialError>>,
+    cache: Arc<Mutex<Option<FileCache>>>,
+    /// A file read that did not return in time: the next read waits for it instead of
+    /// starting another (at most one outstanding read per reader).
+    pending: Mutex<Option<Pending>>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    started: Instant,
+    read: tokio::task::JoinHandle<Result<Secret, CredentialError>>,
 }
 
 #[derive(Debug)]
@@ -172,9 +201,15 @@ struct FileCache {
 
 impl SecretReader {
     pub fn new(source: SecretSource) -> Self {
+        let env = match &source {
+            SecretSource::Env(name) => Some(read_env(name)),
+            _ => None,
+        };
         Self {
             source,
-            cache: Mutex::new(None),
+            env,
+            cache: Arc::new(Mutex::new(None)),
+            pending: Mutex::new(None),
         }
     }
 
@@ -182,37 +217,92 @@ impl SecretReader {
         &self.source
     }
 
+    /// Reads the secret on the calling thread (`--config.check`, tests).
     pub fn read(&self) -> Result<Secret, CredentialError> {
-        match &self.source {
-            SecretSource::Env(name) => read_env(name),
+        match (&self.source, &self.env) {
+            (_, Some(env)) => env.clone(),
+            (SecretSource::Env(name), None) => read_env(name),
             #[cfg(feature = "demo")]
-            SecretSource::Static(secret) => Ok(secret.clone()),
-            SecretSource::File(path) => self.read_file_cached(path),
+            (SecretSource::Static(secret), _) => Ok(secret.clone()),
+            (SecretSource::File(path), _) => read_file_cached(&self.cache, path),
         }
     }
 
-    fn read_file_cached(&self, path: &Path) -> Result<Secret, CredentialError> {
-        let unreadable = |e: std::io::Error| CredentialError::FileUnreadable {
-            path: path.to_path_buf(),
-            kind: io_kind(&e),
+    /// Reads the secret without blocking the async thread: a file is stat'ed and read on
+    /// the blocking pool, and waited for at most `limit`. A read that does not return in
+    /// time is [`CredentialError::FileHung`] and stays outstanding: later calls wait for it
+    /// (again at most `limit` each) rather than start another, and take its result when it
+    /// comes.
+    pub async fn read_within(&self, limit: Duration) -> Result<Secret, CredentialError> {
+        let SecretSource::File(path) = &self.source else {
+            return self.read();
         };
-        let meta = std::fs::metadata(path).map_err(unreadable)?;
-        let modified = meta.modified().ok();
-        let len = meta.len();
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = cache.as_ref() {
-            if c.modified == modified && c.len == len && modified.is_some() {
-                return Ok(c.secret.clone());
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut pending = match pending {
+            Some(p) => p,
+            None => {
+                let permit = match tokio::time::timeout_at(deadline, FILE_READS.acquire()).await {
+                    Ok(Ok(permit)) => permit,
+                    _ => return Err(CredentialError::FileReadsBusy(path.clone())),
+                };
+                let (cache, file) = (self.cache.clone(), path.clone());
+                Pending {
+                    started: Instant::now(),
+                    read: tokio::task::spawn_blocking(move || {
+                        let _permit = permit;
+                        read_file_cached(&cache, &file)
+                    }),
+                }
+            }
+        };
+        match tokio::time::timeout_at(deadline, &mut pending.read).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(CredentialError::FileUnreadable {
+                path: path.clone(),
+                kind: "the read failed".into(),
+            }),
+            Err(_) => {
+                let secs = pending.started.elapsed().as_secs_f64().round() as u64;
+                *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(pending);
+                Err(CredentialError::FileHung {
+                    path: path.clone(),
+                    secs,
+                })
             }
         }
-        let secret = read_file(path)?;
-        *cache = Some(FileCache {
-            modified,
-            len,
-            secret: secret.clone(),
-        });
-        Ok(secret)
     }
+}
+
+/// Reads `path`, or takes the cached content when the file's mtime and size are those
+/// it had when the cache was filled.
+fn read_file_cached(
+    cache: &Mutex<Option<FileCache>>,
+    path: &Path,
+) -> Result<Secret, CredentialError> {
+    let unreadable = |e: std::io::Error| CredentialError::FileUnreadable {
+        path: path.to_path_buf(),
+        kind: io_kind(&e),
+    };
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    let modified = meta.modified().ok();
+    let len = meta.len();
+    if let Some(c) = cache.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if c.modified == modified && c.len == len && modified.is_some() {
+            return Ok(c.secret.clone());
+        }
+    }
+    let secret = read_file(path)?;
+    *cache.lock().unwrap_or_else(|e| e.into_inner()) = Some(FileCache {
+        modified,
+        len,
+        secret: secret.clone(),
+    });
+    Ok(secret)
 }
 
 fn read_env(name: &str) -> Result<Secret, CredentialError> {
@@ -334,6 +424,57 @@ mod tests {
             reader.read().unwrap_err().to_string(),
             "cannot read token file /nonexistent/tok: no such file"
         );
+    }
+
+    #[test]
+    fn an_env_var_is_read_when_the_reader_is_built() {
+        // Only this test uses this variable; it is absent now and stays absent.
+        let reader = SecretReader::new(SecretSource::Env("APITOKEN_TEST_ONCE_UNSET".into()));
+        assert_eq!(
+            reader.read().unwrap_err(),
+            CredentialError::EnvMissing("APITOKEN_TEST_ONCE_UNSET".into())
+        );
+        let path = std::env::var_os("PATH").map(|p| p.to_string_lossy().trim().to_string());
+        let reader = SecretReader::new(SecretSource::Env("PATH".into()));
+        assert_eq!(reader.read().ok().map(|s| s.expose().to_string()), path);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_that_never_answers_is_an_error_and_one_read_stays_outstanding() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+        let reader = SecretReader::new(SecretSource::File(fifo.clone()));
+        let limit = Duration::from_millis(200);
+        let started = Instant::now();
+        for _ in 0..5 {
+            match reader.read_within(limit).await {
+                Err(CredentialError::FileHung { path, .. }) => assert_eq!(path, fifo),
+                other => panic!("expected FileHung, got {other:?}"),
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(3));
+        // One read outstanding, holding one of the slots, not five.
+        assert_eq!(FILE_READS.available_permits(), MAX_FILE_READS - 1);
+        let text = reader.read_within(limit).await.unwrap_err().to_string();
+        assert!(text.contains(&format!("token file {} has not answered", fifo.display())));
+        // A writer appears: the outstanding read returns, and its result is taken.
+        let writer_path = fifo.clone();
+        let writer = std::thread::spawn(move || std::fs::write(writer_path, "late-token\n"));
+        let mut got = None;
+        for _ in 0..25 {
+            if let Ok(s) = reader.read_within(limit).await {
+                got = Some(s);
+                break;
+            }
+        }
+        writer.join().unwrap().unwrap();
+        assert_eq!(
+            got.map(|s| s.expose().to_string()).as_deref(),
+            Some("late-token")
+        );
+        assert_eq!(FILE_READS.available_permits(), MAX_FILE_READS);
     }
 
     #[test]

@@ -209,7 +209,8 @@ async fn status_page(State(s): State<AppState>) -> Response {
 }
 
 pub fn render_status_page(store: &Store) -> String {
-    let inner = store.read();
+    // A snapshot: probe results are written while the page renders.
+    let inner = store.snapshot();
     let now = unix_now();
     let mut out = String::with_capacity(2048 + inner.tokens.len() * 400);
     out.push_str(concat!(
@@ -235,6 +236,7 @@ pub fn render_status_page(store: &Store) -> String {
         utc(now),
         crate::util::VERSION
     );
+    crate::util::render_checkpoint();
     out.push_str("<table>\n<thead><tr><th>Token</th><th>Provider</th><th>State</th><th>Days to expiry</th><th>Last probe</th><th>Last error</th></tr></thead>\n<tbody>\n");
     for e in inner.tokens.values() {
         let (class, text) = display_state(e, now);
@@ -277,6 +279,60 @@ pub fn render_status_page(store: &Store) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_probe_result_is_written_while_the_status_page_renders() {
+        use std::sync::{mpsc, Arc};
+        use std::time::Duration;
+
+        use crate::config::TokenConfig;
+        use crate::probe::{Facts, Outcome};
+        use crate::providers::atlassian::jira;
+        use crate::providers::Probed;
+        use crate::state::TokenMeta;
+
+        let store = Arc::new(Store::new());
+        let config = TokenConfig::for_tests("t", jira::PROVIDER);
+        let g = store.set_tokens(vec![TokenMeta::new(Arc::new(config))], &|_| false)["t"];
+        let (entered_tx, entered_rx) = mpsc::channel::<()>();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let s = store.clone();
+        let render = std::thread::spawn(move || {
+            crate::util::RENDER_HOOK.with(|h| {
+                *h.borrow_mut() = Some(Box::new(move || {
+                    let _ = entered_tx.send(());
+                    let _ = release_rx.recv_timeout(Duration::from_secs(30));
+                }));
+            });
+            render_status_page(&s)
+        });
+        entered_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the page render started");
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let s = store.clone();
+        let writer = std::thread::spawn(move || {
+            let valid = Probed {
+                outcome: Outcome::Valid { account_id: None },
+                facts: Facts::default(),
+            };
+            s.record("t", g, &valid, Duration::from_millis(5));
+            let _ = done_tx.send(());
+        });
+        let written = done_rx.recv_timeout(Duration::from_secs(5));
+        release_tx.send(()).unwrap();
+        writer.join().unwrap();
+        let page = render.join().unwrap();
+        assert!(
+            written.is_ok(),
+            "the probe result waited for the page to finish"
+        );
+        assert!(
+            page.contains("pending first probe"),
+            "the page shows its snapshot"
+        );
+        assert!(render_status_page(&store).contains(">valid"));
+    }
 
     #[test]
     fn gzip_negotiation() {

@@ -61,6 +61,25 @@ pub fn clip(s: &str, max_chars: usize) -> &str {
     s.char_indices().nth(max_chars).map_or(s, |(i, _)| &s[..i])
 }
 
+/// Called by the renders (`/metrics`, the status page) once they are under way, from the
+/// thread that renders: the tests of "a probe result is written while a render runs" pause
+/// a render here with a hook of their own thread. Does nothing outside tests.
+pub fn render_checkpoint() {
+    #[cfg(test)]
+    RENDER_HOOK.with(|h| {
+        if let Some(hook) = h.borrow_mut().as_mut() {
+            hook();
+        }
+    });
+}
+
+#[cfg(test)]
+thread_local! {
+    /// The hook [`render_checkpoint`] calls on this thread (tests only).
+    pub static RENDER_HOOK: std::cell::RefCell<Option<Box<dyn FnMut()>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -120,6 +120,7 @@ fn render_into(out: &mut Out, inner: &Inner, now: f64) {
         )
     });
 
+    crate::util::render_checkpoint();
     if !inner.tokens.is_empty() {
         // Only results that happened: five zero-initialised series per token would be a
         // third of the body at 10,000 tokens; alerts use the gauges, not these counters.
@@ -308,13 +309,13 @@ fn org_families(out: &mut Out, inner: &Inner, now: f64) {
         .orgs
         .iter()
         .filter(|(_, o)| per_entry(o))
-        .filter_map(|(name, o)| o.api_tokens.listing.as_ref().map(|l| (name.as_str(), l)))
+        .filter_map(|(name, o)| o.api_tokens.listing.as_deref().map(|l| (name.as_str(), l)))
         .collect();
     let keys: Vec<(&str, &Listing<ListedKey>)> = inner
         .orgs
         .iter()
         .filter(|(_, o)| per_entry(o))
-        .filter_map(|(name, o)| o.api_keys.listing.as_ref().map(|l| (name.as_str(), l)))
+        .filter_map(|(name, o)| o.api_keys.listing.as_deref().map(|l| (name.as_str(), l)))
         .collect();
     entry_family(
         out,

@@ -33,7 +33,7 @@ pub async fn run(task: InventoryTask, first: Duration) {
     tokio::time::sleep(first).await;
     loop {
         let started = Instant::now();
-        let run = match secret.read() {
+        let run = match secret.read_within(task.limits.page_timeout).await {
             Err(e) => InventoryRun::failed(InventoryError::from(e)),
             Ok(key) => {
                 let org = OrgTarget {

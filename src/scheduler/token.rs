@@ -105,7 +105,9 @@ pub async fn probe_token(
     credential: &TokenCredential,
 ) -> (Probed, Duration) {
     let started = Instant::now();
-    let probed = match credential.secret.read() {
+    // A token file is read on the blocking pool, waited for at most the probe timeout: a
+    // hung mount fails this probe (credential_unavailable), not every probe of the runtime.
+    let probed = match credential.secret.read_within(token.probe_timeout).await {
         Err(e) => Probed::from(Outcome::credential_unavailable(&e)),
         Ok(secret) => {
             let target = ProbeTarget {

@@ -11,6 +11,7 @@ mod harness;
 
 mod atlassian_2026;
 mod bad_config;
+mod blocking;
 mod cli;
 mod corporate_network;
 mod dockerfile;
