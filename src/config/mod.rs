@@ -354,7 +354,16 @@ impl Config {
             .collect()
     }
 
+    /// Every secret source that cannot be read in this environment, one line each. Each
+    /// read runs on its own thread and is waited for at most [`SECRET_CHECK_LIMIT`]: a token
+    /// file on a hung mount or a FIFO without a writer is reported, not waited for.
     pub fn check_secret_sources(&self) -> Vec<String> {
+        self.check_secret_sources_within(SECRET_CHECK_LIMIT)
+    }
+
+    fn check_secret_sources_within(&self, limit: std::time::Duration) -> Vec<String> {
+        use std::sync::{mpsc, Arc, Mutex};
+        const WORKERS: usize = 16;
         let tokens = self
             .tokens
             .iter()
@@ -365,23 +374,99 @@ impl Config {
             .iter()
             .enumerate()
             .map(|(i, o)| (format!("organizations[{i}] ({})", o.name), &o.api_key));
-        tokens
-            .chain(orgs)
-            .filter_map(|(loc, source)| {
-                crate::secret::SecretReader::new(source.clone())
-                    .read()
-                    .err()
-                    .map(|e| {
-                        format!("{loc}: {e} (the exporter starts anyway; this token reports credential_unavailable until it can be read)")
-                    })
+        let sources: Vec<(String, &crate::secret::SecretSource)> = tokens.chain(orgs).collect();
+        // A few reader threads share the queue; one stuck on a hung file leaves the others.
+        let queue: Arc<Mutex<Vec<(usize, crate::secret::SecretSource)>>> = Arc::new(Mutex::new(
+            sources
+                .iter()
+                .enumerate()
+                .rev()
+                .map(|(i, (_, s))| (i, (*s).clone()))
+                .collect(),
+        ));
+        let (tx, rx) = mpsc::channel();
+        for _ in 0..WORKERS.min(sources.len()) {
+            let (queue, tx) = (queue.clone(), tx.clone());
+            let spawned = std::thread::Builder::new()
+                .name("config-check-read".into())
+                .spawn(move || loop {
+                    let Some((i, source)) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop()
+                    else {
+                        return;
+                    };
+                    let problem = crate::secret::SecretReader::new(source).read().err();
+                    if tx.send((i, problem.map(|e| e.to_string()))).is_err() {
+                        return;
+                    }
+                });
+            drop(spawned);
+        }
+        drop(tx);
+        let mut answers: Vec<Option<Option<String>>> = vec![None; sources.len()];
+        let deadline = std::time::Instant::now() + limit;
+        let mut pending = sources.len();
+        while pending > 0 {
+            let wait = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok((i, problem)) => {
+                    answers[i] = Some(problem);
+                    pending -= 1;
+                }
+                Err(_) => break, // out of time, or no reader thread left
+            }
+        }
+        sources
+            .iter()
+            .zip(answers)
+            .filter_map(|((loc, source), answer)| {
+                let problem = match answer {
+                    Some(problem) => problem?,
+                    None => format!(
+                        "token {source} did not answer within {} s (a hung mount, or a FIFO without a writer?)",
+                        limit.as_secs()
+                    ),
+                };
+                Some(format!("{loc}: {problem} (the exporter starts anyway; this token reports credential_unavailable until it can be read)"))
             })
             .collect()
     }
 }
 
+/// How long `--config.check` waits for all secret sources together.
+pub const SECRET_CHECK_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_file_that_never_answers_is_a_warning_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo-token");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let ok = dir.path().join("ok-token");
+        std::fs::write(&ok, "secret-value-1").unwrap();
+        let config = Config::parse(&format!(
+            "tokens:\n  - {{name: hung, provider: jira, site: \"https://a.atlassian.net\", email: a@b.example, token_file: {}}}\n  - {{name: fine, provider: jira, site: \"https://a.atlassian.net\", email: a@b.example, token_file: {}}}\n",
+            fifo.display(),
+            ok.display()
+        ))
+        .unwrap();
+        let started = std::time::Instant::now();
+        let warnings = config.check_secret_sources_within(std::time::Duration::from_millis(300));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(warnings.len(), 1, "{warnings:#?}");
+        assert!(
+            warnings[0].starts_with("tokens[0] (hung): token file ")
+                && warnings[0].contains("did not answer within"),
+            "{}",
+            warnings[0]
+        );
+    }
 
     #[test]
     fn a_github_site_without_api_v3_and_a_gitlab_site_with_api_v4_are_warned_about() {
