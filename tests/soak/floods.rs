@@ -12,13 +12,13 @@
 //! its interval without a probe, a cadence below 80 % of the expected, a scrape that is not
 //! 200, a wrong password let in.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use apitoken_sim::Behaviour;
 
+use crate::engine::{family_sum, last_probes, now_unix, percentile, vm_kib};
 use crate::harness::*;
 
 const TOKENS: usize = 10_000;
@@ -31,20 +31,6 @@ fn flood_duration() -> Duration {
         .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or(60);
     Duration::from_secs(secs.clamp(10, 3600))
-}
-
-fn now_unix() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 /// What one flood phase measured.
@@ -108,28 +94,6 @@ impl Client {
         assert_eq!(status, 200, "GET /metrics");
         Metrics::parse(String::from_utf8(body.to_vec()).unwrap()).unwrap()
     }
-}
-
-fn proc_status(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim_start_matches(':').split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
-fn last_probes(m: &Metrics) -> HashMap<String, f64> {
-    m.samples("apitoken_last_probe_timestamp_seconds", &[])
-        .filter_map(|s| Some((s.label("token")?.to_string(), s.value)))
-        .collect()
-}
-
-fn probes_total(m: &Metrics) -> f64 {
-    m.samples("apitoken_probes_total", &[])
-        .map(|s| s.value)
-        .sum()
 }
 
 /// The flooding clients of one phase: each loops until `end` and counts its answers.
@@ -207,7 +171,7 @@ async fn phase(
 
     // Cadence and probe ages, sampled every 2 s (plain scrapes, parsed).
     let first = scraper.scrape().await;
-    let (probes_start, at_start) = (probes_total(&first), Instant::now());
+    let (probes_start, at_start) = (family_sum(&first, "apitoken_probes_total"), Instant::now());
     let mut oldest = 0.0f64;
     let mut threads_max = 0u64;
     let mut last = first;
@@ -220,11 +184,11 @@ async fn phase(
         for t in probes.values() {
             oldest = oldest.max(now - t);
         }
-        threads_max = threads_max.max(proc_status(pid, "Threads"));
+        threads_max = threads_max.max(vm_kib(pid, "Threads"));
         last = m;
     }
     let elapsed = at_start.elapsed().as_secs_f64();
-    let probes_per_s = (probes_total(&last) - probes_start) / elapsed;
+    let probes_per_s = (family_sum(&last, "apitoken_probes_total") - probes_start) / elapsed;
     scraping.await.unwrap();
     for f in flooders {
         f.await.unwrap(); // a flooder that saw a broken answer panicked
@@ -245,7 +209,7 @@ async fn phase(
         scrape_p50_ms: percentile(&l, 0.50),
         scrape_p99_ms: percentile(&l, 0.99),
         scrape_max_ms: l.last().copied().unwrap_or(0.0),
-        rss_end_mib: proc_status(pid, "VmRSS") / 1024,
+        rss_end_mib: vm_kib(pid, "VmRSS") / 1024,
         threads_max,
     };
     println!("soak phase {name}, figures: {fig:#?}");

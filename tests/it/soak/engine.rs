@@ -62,14 +62,14 @@ pub struct Figures {
     probe_errors_total: f64,
 }
 
-fn now_unix() -> f64 {
+pub(crate) fn now_unix() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs_f64()
 }
 
-fn vm_kib(pid: u32, field: &str) -> u64 {
+pub(crate) fn vm_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
@@ -80,14 +80,14 @@ fn vm_kib(pid: u32, field: &str) -> u64 {
 }
 
 /// `apitoken_last_probe_timestamp_seconds` of every token.
-fn last_probes(m: &Metrics) -> HashMap<&str, f64> {
+pub(crate) fn last_probes(m: &Metrics) -> HashMap<&str, f64> {
     m.samples("apitoken_last_probe_timestamp_seconds", &[])
         .filter_map(|s| Some((s.label("token")?, s.value)))
         .collect()
 }
 
 /// Sum of a counter family over all tokens and label values.
-fn family_sum(m: &Metrics, name: &str) -> f64 {
+pub(crate) fn family_sum(m: &Metrics, name: &str) -> f64 {
     m.samples(name, &[]).map(|s| s.value).sum()
 }
 
@@ -177,7 +177,7 @@ fn failure(k: u64, timeout: Duration) -> Behaviour {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
