@@ -148,13 +148,16 @@ impl Scheduler {
 
         let mut old = std::mem::take(&mut self.tasks);
         for (token, _, restart) in tokens {
-            if let (false, Some(mut task)) = (restart, old.remove(&token.name)) {
-                task.token = token.clone();
-                self.tasks.insert(token.name.clone(), task);
-                continue;
-            }
-            if let Some(task) = old.remove(&token.name) {
-                task.handle.abort();
+            // A loop that is not kept is aborted: dropping its handle would detach it, and
+            // it would go on probing on the old schedule (or with the old credential).
+            match old.remove(&token.name) {
+                Some(mut task) if !restart => {
+                    task.token = token.clone();
+                    self.tasks.insert(token.name.clone(), task);
+                    continue;
+                }
+                Some(task) => task.handle.abort(),
+                None => {}
             }
             let Some(&generation) = generations.get(&token.name) else {
                 continue;
@@ -227,13 +230,14 @@ impl Scheduler {
         let mut old = std::mem::take(&mut self.orgs);
         for org in &config.organizations {
             let keep = !restart.get(org.name.as_str()).copied().unwrap_or(true);
-            if let (true, Some(mut task)) = (keep, old.remove(&org.name)) {
-                task.org = org.clone();
-                self.orgs.insert(org.name.clone(), task);
-                continue;
-            }
-            if let Some(task) = old.remove(&org.name) {
-                task.handle.abort();
+            match old.remove(&org.name) {
+                Some(mut task) if keep => {
+                    task.org = org.clone();
+                    self.orgs.insert(org.name.clone(), task);
+                    continue;
+                }
+                Some(task) => task.handle.abort(),
+                None => {}
             }
             let Some(&generation) = generations.get(&org.name) else {
                 continue;
@@ -325,6 +329,106 @@ fn jitter(window: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+
+    use crate::probe::{Outcome, OutcomeKind};
+    use crate::providers::Probed;
+    use tokio::task::{AbortHandle, Id};
+
+    /// A config of Jira tokens `(name, token_env, probe_interval)` and organizations
+    /// `(name, api_key_env, probe_interval)` at a closed local port. Every first probe is
+    /// spread over an hour (`Spread::Within`), so the tests below see the scheduler's
+    /// bookkeeping, not probe results (a probe that does run early only adds an error,
+    /// which keeps the last conclusive state these tests check).
+    fn config(tokens: &[(&str, &str, &str)], orgs: &[(&str, &str, &str)], extra: &str) -> Config {
+        let mut y = String::from(
+            "global:\n  allow_insecure_http: true\n  probe_interval: 1h\n  probe_timeout: 2s\n",
+        );
+        y.push_str(extra);
+        y.push_str("tokens:\n");
+        for (name, env, interval) in tokens {
+            y.push_str(&format!(
+                "  - {{name: {name}, provider: jira, site: 'http://127.0.0.1:9', \
+                 email: {name}@example.com, token_env: {env}, probe_interval: {interval}, \
+                 labels: {{team: {env}}}}}\n"
+            ));
+        }
+        if !orgs.is_empty() {
+            y.push_str("organizations:\n");
+        }
+        for (name, env, interval) in orgs {
+            y.push_str(&format!(
+                "  - {{name: {name}, org_id: {name}-id, api_key_env: {env}, \
+                 base_url: 'http://127.0.0.1:9', probe_interval: {interval}}}\n"
+            ));
+        }
+        Config::parse(&y).unwrap_or_else(|e| panic!("{e:?}\n{y}"))
+    }
+
+    fn scheduler() -> (Arc<Store>, Scheduler) {
+        let store = Arc::new(Store::new());
+        let client = HttpClient::new().unwrap();
+        (store.clone(), Scheduler::new(store, client).unwrap())
+    }
+
+    const SPREAD: Spread = Spread::Within(Duration::from_secs(3600));
+
+    fn ids(s: &Scheduler) -> BTreeMap<String, Id> {
+        s.tasks
+            .iter()
+            .map(|(n, t)| (n.clone(), t.handle.id()))
+            .collect()
+    }
+
+    fn org_ids(s: &Scheduler) -> BTreeMap<String, Id> {
+        s.orgs
+            .iter()
+            .map(|(n, t)| (n.clone(), t.handle.id()))
+            .collect()
+    }
+
+    fn aborts(s: &Scheduler) -> BTreeMap<String, AbortHandle> {
+        s.tasks
+            .iter()
+            .map(|(n, t)| (n.clone(), t.handle.abort_handle()))
+            .collect()
+    }
+
+    /// Waits (bounded) until the runtime has ended every aborted task.
+    fn finished(handle: &AbortHandle) -> bool {
+        for _ in 0..500 {
+            if handle.is_finished() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    fn generation(store: &Store, name: &str) -> u64 {
+        store.read().tokens[name].generation
+    }
+
+    /// Seeds a conclusive valid result, as a probe would have recorded it.
+    fn seed(store: &Store, name: &str) {
+        let valid = Probed::from(Outcome::Valid {
+            account_id: Some(format!("acc-{name}")),
+        });
+        let g = generation(store, name);
+        store
+            .record(name, g, &valid, Duration::from_millis(5))
+            .expect("the token is in the store");
+    }
+
+    /// The seeded result is still there: conclusive, counted once, same account.
+    fn keeps_seed(store: &Store, name: &str) -> bool {
+        let inner = store.read();
+        let s = &inner.tokens[name].status;
+        s.conclusive.map(|c| c.valid) == Some(true)
+            && s.results[OutcomeKind::Valid.index()] == 1
+            && s.account_id.as_deref() == Some(&format!("acc-{name}"))
+            && s.last_valid.is_some()
+    }
 
     #[test]
     fn jitter_stays_inside_the_window() {
@@ -333,5 +437,322 @@ mod tests {
             assert!(jitter(w) < w);
         }
         assert_eq!(jitter(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_reload_keeps_unchanged_tokens_and_restarts_or_resets_only_what_changed() {
+        let (store, mut s) = scheduler();
+        let before = config(
+            &[
+                ("same", "E1", "1h"),
+                ("relabel", "E2", "1h"),
+                ("interval", "E3", "1h"),
+                ("secret", "E4", "1h"),
+                ("gone", "E5", "1h"),
+            ],
+            &[],
+            "",
+        );
+        s.apply(&before, SPREAD);
+        assert_eq!(s.len(), 5);
+        assert!(!s.is_empty());
+        for name in ["same", "relabel", "interval", "secret", "gone"] {
+            seed(&store, name);
+        }
+        let (ids0, aborts0) = (ids(&s), aborts(&s));
+        let gens0: BTreeMap<_, _> = ids0
+            .keys()
+            .map(|n| (n.clone(), generation(&store, n)))
+            .collect();
+        let same_arc = s.tasks["same"].token.clone();
+
+        // `relabel` changes only its labels (E2 -> E2 in the env, the label from a new
+        // value), `interval` only its probe_interval, `secret` its credential.
+        let mut after = config(
+            &[
+                ("same", "E1", "1h"),
+                ("relabel", "E2", "1h"),
+                ("interval", "E3", "2h"),
+                ("secret", "E4b", "1h"),
+                ("new", "E6", "1h"),
+            ],
+            &[],
+            "",
+        );
+        let relabel = after
+            .tokens
+            .iter_mut()
+            .find(|t| t.name == "relabel")
+            .unwrap();
+        relabel.labels.insert("team".into(), "renamed".into());
+        s.apply(&after, SPREAD);
+        let ids1 = ids(&s);
+
+        assert_eq!(
+            ids1.keys().collect::<Vec<_>>(),
+            ["interval", "new", "relabel", "same", "secret"],
+            "the removed token's loop is dropped, the new one's started"
+        );
+        assert!(
+            !store.read().tokens.contains_key("gone"),
+            "the removed token left the state"
+        );
+        assert!(
+            finished(&aborts0["gone"]),
+            "the removed token's loop was aborted"
+        );
+
+        // Unchanged: same loop, same generation, same state, and the one shared copy of
+        // its config (state and loop point at it).
+        assert_eq!(
+            ids1["same"], ids0["same"],
+            "an unchanged token's loop was restarted"
+        );
+        assert!(!aborts0["same"].is_finished());
+        assert_eq!(generation(&store, "same"), gens0["same"]);
+        assert!(
+            keeps_seed(&store, "same"),
+            "an unchanged token lost its state"
+        );
+        assert!(Arc::ptr_eq(&s.tasks["same"].token, &same_arc));
+        assert!(Arc::ptr_eq(
+            &store.read().tokens["same"].meta.config,
+            &same_arc
+        ));
+
+        // Labels only: the loop and state stay, the loop and the state see the new labels.
+        assert_eq!(
+            ids1["relabel"], ids0["relabel"],
+            "a relabelled token's loop was restarted"
+        );
+        assert!(keeps_seed(&store, "relabel"));
+        assert_eq!(s.tasks["relabel"].token.labels["team"], "renamed");
+        assert!(Arc::ptr_eq(
+            &store.read().tokens["relabel"].meta.config,
+            &s.tasks["relabel"].token
+        ));
+
+        // Interval only: a new loop (the new schedule), the state and generation kept.
+        assert_ne!(
+            ids1["interval"], ids0["interval"],
+            "a new interval kept the old loop"
+        );
+        assert!(
+            finished(&aborts0["interval"]),
+            "the old loop of `interval` still runs"
+        );
+        assert_eq!(generation(&store, "interval"), gens0["interval"]);
+        assert!(
+            keeps_seed(&store, "interval"),
+            "a new interval reset the state"
+        );
+        assert_eq!(
+            s.tasks["interval"].token.probe_interval,
+            Duration::from_secs(7200)
+        );
+
+        // A new credential: a new loop and a clean state under a new generation.
+        assert_ne!(ids1["secret"], ids0["secret"]);
+        assert!(finished(&aborts0["secret"]));
+        assert_ne!(generation(&store, "secret"), gens0["secret"]);
+        assert!(
+            !keeps_seed(&store, "secret"),
+            "a new credential kept the old state"
+        );
+        assert_eq!(store.read().tokens["secret"].status.results, [0; 5]);
+
+        // Reapplying the same config changes nothing.
+        s.apply(&after, SPREAD);
+        assert_eq!(ids(&s), ids1, "reapplying the same config restarted a loop");
+
+        s.stop();
+        assert!(s.is_empty());
+        assert!(aborts(&s).is_empty());
+    }
+
+    #[test]
+    fn a_new_client_restarts_every_loop_once_keeping_all_state() {
+        let (store, mut s) = scheduler();
+        let c = config(
+            &[("a", "E1", "1h"), ("b", "E2", "1h")],
+            &[("acme", "K1", "1h")],
+            "",
+        );
+        s.apply(&c, SPREAD);
+        seed(&store, "a");
+        let (ids0, orgs0, aborts0) = (ids(&s), org_ids(&s), aborts(&s));
+        let org_gen = store.read().orgs["acme"].generation;
+        assert!(
+            ids0.contains_key("acme-admin-key"),
+            "the org's key is watched: {ids0:?}"
+        );
+        assert!(store.read().tokens["acme-admin-key"].meta.implicit);
+        assert!(!store.read().tokens["a"].meta.implicit);
+
+        s.replace_client(HttpClient::new().unwrap());
+        s.apply(&c, SPREAD);
+        let (ids1, orgs1) = (ids(&s), org_ids(&s));
+        for (name, id) in &ids0 {
+            assert_ne!(ids1[name], *id, "{name} kept a loop with the old client");
+            assert!(finished(&aborts0[name]), "{name}'s old loop still runs");
+        }
+        assert_ne!(
+            orgs1["acme"], orgs0["acme"],
+            "the inventory kept the old client"
+        );
+        assert!(keeps_seed(&store, "a"), "a new client reset the state");
+        assert_eq!(store.read().orgs["acme"].generation, org_gen);
+
+        s.apply(&c, SPREAD);
+        assert_eq!(
+            ids(&s),
+            ids1,
+            "the new client restarted the loops a second time"
+        );
+        assert_eq!(org_ids(&s), orgs1);
+    }
+
+    #[test]
+    fn a_reload_keeps_or_resets_each_organization_by_what_changed() {
+        let (store, mut s) = scheduler();
+        let orgs = [
+            ("same", "K1", "1h"),
+            ("interval", "K2", "1h"),
+            ("key", "K3", "1h"),
+            ("gone", "K4", "1h"),
+            ("series", "K5", "1h"),
+        ];
+        s.apply(&config(&[], &orgs, ""), SPREAD);
+        let ids0 = org_ids(&s);
+        let aborts0: BTreeMap<_, _> = s
+            .orgs
+            .iter()
+            .map(|(n, t)| (n.clone(), t.handle.abort_handle()))
+            .collect();
+        let gen = |name: &str| store.read().orgs[name].generation;
+        let gens0: BTreeMap<_, _> = ids0.keys().map(|n| (n.clone(), gen(n))).collect();
+
+        let mut after = config(
+            &[],
+            &[
+                ("same", "K1", "1h"),
+                ("interval", "K2", "2h"),
+                ("key", "K3b", "1h"),
+                ("series", "K5", "1h"),
+                ("new", "K6", "1h"),
+            ],
+            "",
+        );
+        let series = after
+            .organizations
+            .iter_mut()
+            .find(|o| o.name == "series")
+            .unwrap();
+        series.per_token_series = !series.per_token_series;
+        let want_series = series.per_token_series;
+        s.apply(&after, SPREAD);
+        let ids1 = org_ids(&s);
+        assert_eq!(
+            ids1.keys().collect::<Vec<_>>(),
+            ["interval", "key", "new", "same", "series"]
+        );
+        assert!(!store.read().orgs.contains_key("gone"));
+        assert!(finished(&aborts0["gone"]));
+
+        assert_eq!(
+            ids1["same"], ids0["same"],
+            "an unchanged organization's loop restarted"
+        );
+        assert_eq!(gen("same"), gens0["same"]);
+        assert_eq!(
+            ids1["series"], ids0["series"],
+            "per_token_series alone restarted the loop"
+        );
+        assert_eq!(gen("series"), gens0["series"]);
+        assert_eq!(store.read().orgs["series"].per_token_series, want_series);
+        assert_eq!(s.orgs["series"].org.per_token_series, want_series);
+
+        assert_ne!(
+            ids1["interval"], ids0["interval"],
+            "a new interval kept the old loop"
+        );
+        assert!(finished(&aborts0["interval"]));
+        assert_eq!(
+            gen("interval"),
+            gens0["interval"],
+            "a new interval dropped the inventory"
+        );
+
+        assert_ne!(ids1["key"], ids0["key"]);
+        assert!(finished(&aborts0["key"]));
+        assert_ne!(
+            gen("key"),
+            gens0["key"],
+            "a new API key kept the old inventory"
+        );
+
+        // A new page timeout (global probe_timeout) restarts every loop, keeping inventories.
+        let timeout = config(
+            &[],
+            &[
+                ("same", "K1", "1h"),
+                ("interval", "K2", "2h"),
+                ("key", "K3b", "1h"),
+                ("series", "K5", "1h"),
+                ("new", "K6", "1h"),
+            ],
+            "",
+        );
+        let mut timeout = timeout;
+        timeout.global.probe_timeout = Duration::from_secs(3);
+        for o in timeout
+            .organizations
+            .iter_mut()
+            .filter(|o| o.name == "series")
+        {
+            o.per_token_series = want_series;
+        }
+        let gens1: BTreeMap<_, _> = ids1.keys().map(|n| (n.clone(), gen(n))).collect();
+        s.apply(&timeout, SPREAD);
+        for (name, id) in org_ids(&s) {
+            assert_ne!(id, ids1[&name], "{name} kept its page timeout");
+            assert_eq!(gen(&name), gens1[&name], "{name} dropped its inventory");
+            assert_eq!(s.orgs[&name].page_timeout, Duration::from_secs(3));
+        }
+    }
+
+    #[test]
+    fn max_concurrency_follows_the_config_up_and_down() {
+        let (_store, mut s) = scheduler();
+        s.resize(4);
+        assert_eq!(s.semaphore.available_permits(), 4);
+        s.resize(6);
+        assert_eq!(s.semaphore.available_permits(), 6);
+        s.resize(6);
+        assert_eq!(s.semaphore.available_permits(), 6);
+        // Five permits held by running probes: the one free permit goes at once, three
+        // more as the probes return them.
+        let held = s.semaphore.clone().try_acquire_many_owned(5).unwrap();
+        s.resize(2);
+        assert_eq!(s.semaphore.available_permits(), 0);
+        drop(held);
+        let mut settled = false;
+        for _ in 0..500 {
+            if s.semaphore.available_permits() == 2 {
+                settled = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(settled, "permits: {}", s.semaphore.available_permits());
+        // Stays at two: nothing else was forgotten or added.
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(s.semaphore.available_permits(), 2);
+        assert_eq!(s.permits, 2);
+        s.apply(
+            &config(&[("a", "E1", "1h")], &[], "  max_concurrency: 3\n"),
+            SPREAD,
+        );
+        assert_eq!(s.semaphore.available_permits(), 3);
     }
 }
