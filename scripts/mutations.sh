@@ -28,9 +28,9 @@ mutate_M1() {
 # M2: a reload restarts every token, changed or not.
 test_M2=scheduling::reload_keeps_the_schedule_and_state_of_unchanged_tokens
 mutate_M2() {
-  sed -i 's/\(let restart = running\.is_none_or(|r| r\.probe_settings() != t\.probe_settings())\);/\1 || true;/' \
+  sed -i 's/\(let restart = self\.new_client || old\.as_ref()\.is_none_or(|o| \*o != new)\);/\1 || true;/' \
     src/scheduler/mod.rs
-  grep -q 'probe_settings()) || true;$' src/scheduler/mod.rs
+  grep -q 'is_none_or(|o| \*o != new) || true;$' src/scheduler/mod.rs
 }
 
 # G: one gauge of the golden /metrics differs from what the demo serves.
