@@ -1100,6 +1100,12 @@ mod tests {
                     m.expected_account_id = Some("solo".into())
                 }),
                 with("ambiguous", &|m| m.expected_account_id = Some("duo".into())),
+                with("three", &|m| m.expected_account_id = Some("trio".into())),
+                // An admin key links only by id: an account owns user tokens, not keys.
+                with("admin-by-account", &|m| {
+                    m.provider = admin_key::PROVIDER;
+                    m.expected_account_id = Some("solo".into());
+                }),
                 with("no-expiry", &|m| m.org_token_id = Some("t-null".into())),
                 with("admin", &|m| {
                     m.provider = admin_key::PROVIDER;
@@ -1119,6 +1125,9 @@ mod tests {
                 ("t2", "solo", Some(6_000)),
                 ("t3", "duo", Some(7_000)),
                 ("t4", "duo", Some(8_000)),
+                ("t5", "trio", Some(8_100)),
+                ("t6", "trio", Some(8_200)),
+                ("t7", "trio", Some(8_300)),
                 ("t-null", "other", None),
             ],
             &[("k1", 9_000)],
@@ -1128,6 +1137,16 @@ mod tests {
         assert_eq!(expiry(&store, "by-id"), linked(5_000), "inventory wins");
         assert_eq!(expiry(&store, "by-account"), linked(6_000));
         assert_eq!(expiry(&store, "ambiguous"), config_expiry);
+        assert_eq!(
+            expiry(&store, "three"),
+            config_expiry,
+            "three tokens: ambiguous too"
+        );
+        assert_eq!(expiry(&store, "admin-by-account"), config_expiry);
+        assert!(store.read().tokens["admin-by-account"]
+            .meta
+            .linked
+            .is_none());
         assert_eq!(expiry(&store, "no-expiry"), config_expiry);
         assert_eq!(expiry(&store, "admin"), linked(9_000));
         assert_eq!(expiry(&store, "admin-on-user-token"), config_expiry);
@@ -1448,5 +1467,159 @@ mod tests {
         // Never seen valid after its revocation: no lag.
         store.record("prompt", gens["prompt"], &rejected, Duration::ZERO);
         assert_eq!(store.read().tokens["prompt"].revocation_lag(), None);
+    }
+
+    #[test]
+    fn a_valid_probe_at_the_revocation_instant_counts_as_after_it() {
+        // The revocation time is when a listing completed (or the configured revoked_at);
+        // a probe that finished in that same millisecond was accepted at the revocation.
+        let mut lag = RevocationLag::default();
+        lag.observe(100.0, 100.0, Some(true));
+        lag.observe(100.0, 130.0, Some(false));
+        assert_eq!(lag.get(100.0), Some(30.0));
+    }
+
+    #[test]
+    fn the_site_label_is_the_configured_url_without_its_trailing_slash() {
+        let m = config("a", |c| {
+            c.site = url::Url::parse("https://acme.atlassian.net/").unwrap()
+        });
+        assert_eq!(m.site(), "https://acme.atlassian.net");
+        let m = config("b", |c| {
+            c.site = url::Url::parse("https://api.atlassian.com/ex/jira/abc/").unwrap()
+        });
+        assert_eq!(m.site(), "https://api.atlassian.com/ex/jira/abc");
+    }
+
+    #[test]
+    fn each_health_has_the_name_the_status_page_and_logs_show() {
+        let names: Vec<_> = [
+            Health::Pending,
+            Health::Valid,
+            Health::Mismatch,
+            Health::Anonymous,
+            Health::Rejected,
+        ]
+        .map(Health::as_str)
+        .into();
+        assert_eq!(
+            names,
+            [
+                "pending",
+                "valid",
+                "identity mismatch",
+                "anonymous fallback",
+                "rejected"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_probe_keeps_its_duration_to_the_microsecond() {
+        let store = Store::new();
+        let g = store.set_tokens(vec![meta("a")], &|_| false)["a"];
+        let valid = probed(Outcome::Valid { account_id: None });
+        store.record("a", g, &valid, Duration::from_nanos(1_234_567_890));
+        assert_eq!(
+            store.read().tokens["a"].status.last_duration,
+            Some(1.234568)
+        );
+    }
+
+    #[test]
+    fn a_lifetime_is_known_only_when_the_expiry_follows_the_creation() {
+        let store = Store::new();
+        store.set_tokens(
+            vec![
+                config("year", |c| {
+                    (c.created_at, c.expires_at) = (Some(1_000), Some(1_000 + 86_400));
+                    c.expiry_source = ExpirySource::Config;
+                }),
+                config("zero", |c| {
+                    (c.created_at, c.expires_at) = (Some(1_000), Some(1_000));
+                    c.expiry_source = ExpirySource::Config;
+                }),
+                config("backwards", |c| {
+                    (c.created_at, c.expires_at) = (Some(2_000), Some(1_000));
+                    c.expiry_source = ExpirySource::Config;
+                }),
+            ],
+            &|_| false,
+        );
+        let inner = store.read();
+        assert_eq!(inner.tokens["year"].lifetime(), Some(86_400));
+        assert_eq!(inner.tokens["zero"].lifetime(), None);
+        assert_eq!(inner.tokens["backwards"].lifetime(), None);
+    }
+
+    #[test]
+    fn readiness_and_reloads_are_recorded_as_configuration_changes() {
+        let store = Store::new();
+        assert!(!store.read().exporter.ready);
+        let v = store.config_version();
+        store.set_ready();
+        assert!(store.read().exporter.ready);
+        assert!(
+            store.config_version() > v,
+            "readiness must re-render /metrics at once"
+        );
+        store.set_unready();
+        assert!(!store.read().exporter.ready);
+
+        let before = unix_now();
+        store.record_reload(true);
+        let e = store.read().exporter.clone();
+        assert!(e.last_reload_successful);
+        let at = e.last_reload_success.expect("a successful reload is timed");
+        assert!(at >= before.floor() && at <= unix_now() + 1.0, "{at}");
+        store.record_reload(false);
+        let e = store.read().exporter.clone();
+        assert!(!e.last_reload_successful);
+        assert_eq!(
+            e.last_reload_success,
+            Some(at),
+            "a failed reload keeps the last success"
+        );
+    }
+
+    #[test]
+    fn an_error_after_the_revocation_is_not_taken_for_a_valid_probe() {
+        // Valid before the revocation (so the last conclusive state says valid), then
+        // only errors and a refusal after it: the token never worked after its
+        // revocation, so there is no lag to report.
+        let store = Store::new();
+        let revoked_at = unix_now().floor() as i64 + 1;
+        let g = store.set_tokens(
+            vec![config("t", |c| c.revoked_at = Some(revoked_at))],
+            &|_| false,
+        )["t"];
+        store.record(
+            "t",
+            g,
+            &probed(Outcome::Valid { account_id: None }),
+            Duration::ZERO,
+        );
+        for _ in 0..300 {
+            if unix_now() > revoked_at as f64 + 0.01 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            unix_now() > revoked_at as f64,
+            "the revocation time never came"
+        );
+        let err = probed(Outcome::Error(ProbeError::new(
+            ErrorReason::Timeout,
+            "timeout",
+        )));
+        store.record("t", g, &err, Duration::ZERO);
+        store.record(
+            "t",
+            g,
+            &probed(Outcome::Rejected { status: 401 }),
+            Duration::ZERO,
+        );
+        assert_eq!(store.read().tokens["t"].revocation_lag(), None);
     }
 }
