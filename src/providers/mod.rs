@@ -432,6 +432,17 @@ mod tests {
         assert!(split_scopes("").is_empty());
     }
 
+    #[test]
+    fn a_scope_list_keeps_at_most_100_scopes_each_clipped() {
+        let many: Vec<String> = (0..150).map(|i| format!("scope{i}")).collect();
+        let kept = scope_list(many.iter().map(String::as_str));
+        assert_eq!(kept.len(), 100);
+        assert_eq!((kept[0].as_str(), kept[99].as_str()), ("scope0", "scope99"));
+        let long = "s".repeat(MAX_UPSTREAM_LABEL * 2);
+        let clipped = scope_list([long.as_str()]);
+        assert_eq!(clipped[0].len(), MAX_UPSTREAM_LABEL);
+    }
+
     #[tokio::test]
     async fn a_rate_limit_reset_is_the_wait_only_where_the_provider_says_so() {
         let reset = stub::epoch_in(1200);
@@ -452,6 +463,75 @@ mod tests {
                 spec.name
             );
         }
+    }
+
+    #[test]
+    fn providers_are_equal_hash_and_print_by_their_registration() {
+        use std::hash::BuildHasher;
+        let h = std::collections::hash_map::RandomState::new();
+        for a in REGISTRY {
+            let pa = Provider(a);
+            assert_eq!(format!("{pa:?}"), a.name);
+            assert_eq!(pa.to_string(), a.name);
+            for b in REGISTRY {
+                let pb = Provider(b);
+                assert_eq!(pa == pb, std::ptr::eq(*a, *b), "{} vs {}", a.name, b.name);
+                // Equal providers hash alike; different ones (almost surely) not.
+                assert_eq!(h.hash_one(pa) == h.hash_one(pb), pa == pb);
+            }
+        }
+    }
+
+    #[test]
+    fn auth_kinds_have_their_config_names() {
+        let names: Vec<_> = AuthKind::ALL.map(AuthKind::as_str).into();
+        assert_eq!(names, ["basic", "bearer", "oauth2", "header"]);
+    }
+
+    #[tokio::test]
+    async fn each_auth_kind_sends_the_secret_the_way_its_vendor_expects() {
+        use base64::Engine;
+        let (site, seen) = stub::serve(|_, _| stub::reply(401, &[], "")).await;
+        let basic = base64::engine::general_purpose::STANDARD.encode("e@x:ATATT3xSTUBSECRET");
+        for (provider, header, want) in [
+            (
+                atlassian::jira::PROVIDER,
+                "authorization",
+                format!("Basic {basic}"),
+            ),
+            (
+                atlassian::admin_key::PROVIDER,
+                "authorization",
+                "Bearer ATATT3xSTUBSECRET".to_string(),
+            ),
+            (
+                gitlab::PROVIDER,
+                "private-token",
+                "ATATT3xSTUBSECRET".to_string(),
+            ),
+        ] {
+            seen.lock().unwrap().clear();
+            stub::probe_once(provider, &site).await;
+            let seen = seen.lock().unwrap();
+            let first = &seen.first().expect("one request").headers;
+            let got = first.get(header).and_then(|v| v.to_str().ok());
+            assert_eq!(got, Some(want.as_str()), "{provider}");
+            if header != "authorization" {
+                assert!(first.get("authorization").is_none(), "{provider}");
+            }
+        }
+        // Basic without an email has no user to send: the secret goes as a Bearer token.
+        let secret = Secret::new("ATATT3xSTUBSECRET");
+        let t = ProbeTarget {
+            provider: atlassian::jira::PROVIDER,
+            site: &site,
+            auth: AuthKind::Basic,
+            email: None,
+            expected_account_id: None,
+            secret: &secret,
+            oauth: None,
+        };
+        assert!(matches!(t.wire_auth(), Auth::Bearer(_)));
     }
 
     #[test]

@@ -52,7 +52,7 @@ struct Task {
 /// One organization's inventory loop and the settings it runs with.
 struct OrgTask {
     org: OrgConfig,
-    page_timeout: Duration,
+    limits: Limits,
     handle: JoinHandle<()>,
 }
 
@@ -189,7 +189,10 @@ impl Scheduler {
     /// settings did not change keeps its loop and its last inventory; one whose interval or
     /// page timeout alone changed keeps its inventory, only its loop restarts.
     fn apply_orgs(&mut self, config: &Config) {
-        let page_timeout = config.global.probe_timeout;
+        let limits = |o: &OrgConfig| Limits {
+            max_pages: o.max_pages,
+            ..Limits::new(config.global.probe_timeout)
+        };
         let same_listing = |a: &OrgConfig, b: &OrgConfig| {
             a.org_id == b.org_id && a.api_key == b.api_key && a.base_url == b.base_url
         };
@@ -211,7 +214,7 @@ impl Scheduler {
                 let same = self
                     .orgs
                     .get(&o.name)
-                    .is_some_and(|t| t.org.same_listing(o) && t.page_timeout == page_timeout);
+                    .is_some_and(|t| t.org.same_listing(o) && t.limits == limits(o));
                 (o.name.as_str(), self.new_client || !same)
             })
             .collect();
@@ -244,10 +247,7 @@ impl Scheduler {
             };
             let task = InventoryTask {
                 org: org.clone(),
-                limits: Limits {
-                    max_pages: org.max_pages,
-                    ..Limits::new(page_timeout)
-                },
+                limits: limits(org),
                 generation,
                 store: self.store.clone(),
                 client: self.client.clone(),
@@ -259,7 +259,7 @@ impl Scheduler {
                 org.name.clone(),
                 OrgTask {
                     org: org.clone(),
-                    page_timeout,
+                    limits: limits(org),
                     handle,
                 },
             );
@@ -622,7 +622,15 @@ mod tests {
             ("gone", "K4", "1h"),
             ("series", "K5", "1h"),
         ];
-        s.apply(&config(&[], &orgs, ""), SPREAD);
+        let mut before = config(&[], &orgs, "");
+        before.organizations[1].max_pages = 7;
+        s.apply(&before, SPREAD);
+        assert_eq!(
+            s.orgs["interval"].limits.max_pages, 7,
+            "max_pages did not reach the run"
+        );
+        assert_eq!(s.orgs["same"].limits.max_pages, 2500);
+        assert_eq!(s.orgs["same"].limits.page_timeout, Duration::from_secs(2));
         let ids0 = org_ids(&s);
         let aborts0: BTreeMap<_, _> = s
             .orgs
@@ -717,7 +725,7 @@ mod tests {
         for (name, id) in org_ids(&s) {
             assert_ne!(id, ids1[&name], "{name} kept its page timeout");
             assert_eq!(gen(&name), gens1[&name], "{name} dropped its inventory");
-            assert_eq!(s.orgs[&name].page_timeout, Duration::from_secs(3));
+            assert_eq!(s.orgs[&name].limits.page_timeout, Duration::from_secs(3));
         }
     }
 
@@ -728,6 +736,11 @@ mod tests {
         assert_eq!(s.semaphore.available_permits(), 4);
         s.resize(6);
         assert_eq!(s.semaphore.available_permits(), 6);
+        s.resize(6);
+        assert_eq!(s.semaphore.available_permits(), 6);
+        // None held: the surplus goes at once.
+        s.resize(4);
+        assert_eq!(s.semaphore.available_permits(), 4);
         s.resize(6);
         assert_eq!(s.semaphore.available_permits(), 6);
         // Five permits held by running probes: the one free permit goes at once, three

@@ -215,7 +215,7 @@ impl InventoryError {
 }
 
 /// Bounds of one run (tests shrink them).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Each page request, including reading the body.
     pub page_timeout: Duration,
