@@ -433,9 +433,16 @@ mod tests {
     #[test]
     fn jitter_stays_inside_the_window() {
         let w = Duration::from_secs(10);
-        for _ in 0..1000 {
-            assert!(jitter(w) < w);
-        }
+        let samples: Vec<Duration> = (0..1000).map(|_| jitter(w)).collect();
+        assert!(samples.iter().all(|j| *j < w));
+        // Spread over the window, not bunched at its start (1000 draws: the chance that
+        // none falls in the second half is 2^-1000).
+        assert!(
+            samples.iter().any(|j| *j >= w / 2),
+            "{:?}",
+            samples.iter().max()
+        );
+        assert!(samples.iter().any(|j| *j < w / 2));
         assert_eq!(jitter(Duration::ZERO), Duration::ZERO);
     }
 
@@ -767,5 +774,31 @@ mod tests {
             SPREAD,
         );
         assert_eq!(s.semaphore.available_permits(), 3);
+    }
+
+    #[test]
+    fn dropping_the_scheduler_stops_every_loop() {
+        let (_store, mut s) = scheduler();
+        s.apply(
+            &config(&[("a", "E1", "1h")], &[("acme", "K1", "1h")], ""),
+            SPREAD,
+        );
+        let mut handles: Vec<AbortHandle> = aborts(&s).into_values().collect();
+        handles.extend(s.orgs.values().map(|t| t.handle.abort_handle()));
+        assert_eq!(
+            handles.len(),
+            3,
+            "a, acme-admin-key and the inventory of acme"
+        );
+        assert!(handles.iter().all(|h| !h.is_finished()));
+        // Dropped inside an async context, as the server may drop it: a blocking shutdown
+        // of its runtime would panic there.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async move { drop(s) });
+        for h in &handles {
+            assert!(finished(h), "a loop outlived its scheduler");
+        }
     }
 }
