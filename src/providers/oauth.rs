@@ -285,6 +285,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_cache_ends_a_margin_before_the_token_and_forget_drops_it() {
+        // expires_in 61 s: usable for 1 s (60 s margin), then exchanged again.
+        let short = |n: usize| {
+            let body = format!(r#"{{"access_token":"{ACCESS}-{n}","expires_in":61}}"#);
+            (
+                200,
+                vec![("content-type", "application/json".to_string())],
+                body,
+            )
+        };
+        let (oauth, _, exchanges, _) = vendor(short, |_| myself_ok()).await;
+        let http = HttpClient::new().unwrap();
+        let secret = Secret::new(CLIENT_SECRET);
+        let (t1, fresh) = oauth.access_token(&http, &secret).await.unwrap();
+        assert!(fresh);
+        let (t2, fresh) = oauth.access_token(&http, &secret).await.unwrap();
+        assert!(!fresh, "cached within its lifetime less the margin");
+        assert_eq!(t1.expose(), t2.expose());
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let (t3, fresh) = oauth.access_token(&http, &secret).await.unwrap();
+        assert!(fresh, "used past its lifetime less the margin");
+        assert_eq!(t3.expose(), format!("{ACCESS}-2"));
+        oauth.forget();
+        let (_, fresh) = oauth.access_token(&http, &secret).await.unwrap();
+        assert!(fresh, "a forgotten token was used again");
+        assert_eq!(exchanges.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
     async fn a_401_with_a_cached_token_re_exchanges_once_within_the_probe() {
         // The vendor revoked the first access token early; the second one works.
         let (oauth, site, exchanges, _) = vendor(issued, |r| {
