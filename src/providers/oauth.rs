@@ -314,6 +314,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn only_a_short_lowercase_error_code_is_quoted() {
+        use crate::probe::Outcome as O;
+        let long = format!(r#"{{"error":"{}"}}"#, "x".repeat(65));
+        let cases = [
+            (
+                r#"{"error":"invalid_scope"}"#.to_string(),
+                "token endpoint answered HTTP 400 (error invalid_scope)",
+            ),
+            (
+                r#"{"error":"Invalid scope <b>x</b>"}"#.to_string(),
+                "token endpoint answered unexpected HTTP 400",
+            ),
+            (long, "token endpoint answered unexpected HTTP 400"),
+        ];
+        for (body, want) in cases {
+            let answer = reply(400, &[], &body);
+            let (oauth, site, _, _) = vendor(move |_| answer.clone(), |_| myself_ok()).await;
+            let p = probe_with(&oauth, &site).await;
+            let O::Error(e) = &p.outcome else {
+                panic!("{body}: {p:?}")
+            };
+            assert_eq!(e.detail, want, "{body}");
+        }
+    }
+
+    #[tokio::test]
     async fn a_401_with_a_cached_token_re_exchanges_once_within_the_probe() {
         // The vendor revoked the first access token early; the second one works.
         let (oauth, site, exchanges, _) = vendor(issued, |r| {
