@@ -22,9 +22,13 @@ pub fn escape_label(value: &str, out: &mut String) {
     }
 }
 
+/// A sample value: integers without a fraction (`-0` as `0`), others in Rust's shortest
+/// round-trip form, and the format's own spellings `+Inf`, `-Inf` and `NaN`.
 pub fn push_value(out: &mut String, v: f64) {
     if v.fract() == 0.0 && v.abs() < 1e15 {
         let _ = write!(out, "{}", v as i64);
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
     } else {
         let _ = write!(out, "{v}");
     }
@@ -115,6 +119,72 @@ impl Out {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn gunzip(b: &[u8]) -> String {
+        use std::io::Read as _;
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(b)
+            .read_to_string(&mut s)
+            .unwrap();
+        s
+    }
+
+    #[test]
+    fn values_are_written_as_the_text_format_spells_them() {
+        let cases: [(f64, &str); 9] = [
+            (0.0, "0"),
+            (-0.0, "0"),
+            (42.0, "42"),
+            (-7.0, "-7"),
+            (1.5, "1.5"),
+            (1_786_000_000.123, "1786000000.123"),
+            (1e20, "100000000000000000000"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+        ];
+        for (v, want) in cases {
+            let mut s = String::new();
+            push_value(&mut s, v);
+            assert_eq!(s, want, "{v:?}");
+        }
+        let mut s = String::new();
+        push_value(&mut s, f64::NAN);
+        assert_eq!(s, "NaN");
+        assert_eq!((bool_value(true), bool_value(false)), (1.0, 0.0));
+    }
+
+    #[test]
+    fn a_gzip_output_compresses_a_chunk_at_a_time_and_loses_nothing() {
+        let sample = format!("{}\n", "x".repeat(99));
+        let mut out = Out::gzip();
+        let mut text = String::new();
+        out.push_str(&sample);
+        out.sample_done();
+        assert_eq!(
+            out.len(),
+            100,
+            "a short buffer is not compressed after every sample"
+        );
+        text.push_str(&sample);
+        let mut most = 0;
+        for i in 0..2_000 {
+            let line = format!("{i} {sample}");
+            out.push_str(&line);
+            text.push_str(&line);
+            out.sample_done();
+            most = most.max(out.len());
+        }
+        assert!(
+            most < Out::CHUNK,
+            "the buffer held {most} bytes after a sample"
+        );
+        assert_eq!(gunzip(&out.finish_gzip()), text);
+
+        // A plain output gzips at the end, with the same result.
+        let mut plain = Out::plain(16);
+        plain.push_str(&text);
+        assert_eq!(gunzip(&plain.finish_gzip()), text);
+    }
 
     #[test]
     fn label_values_are_escaped() {
