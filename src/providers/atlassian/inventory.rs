@@ -367,7 +367,7 @@ pub fn next_page_url(base: &Url, current: &Url, first: &Url, next: &str) -> Resu
     let next = next.trim();
     let url = if let Ok(absolute) = Url::parse(next) {
         absolute
-    } else if next.starts_with('/') || next.starts_with('?') || next.contains('?') {
+    } else if next.starts_with('/') || next.contains('?') {
         current
             .join(next)
             .map_err(|e| format!("invalid link ({e})"))?
@@ -673,6 +673,13 @@ mod tests {
                 .unwrap()
                 .as_str(),
             "https://api.atlassian.com/admin/api-access/v1/orgs/o/api-tokens?cursor=b&pageSize=100"
+        );
+        // A path without a query is a relative reference too, not a cursor.
+        assert_eq!(
+            next("/admin/api-access/v1/orgs/o/api-tokens/page/2")
+                .unwrap()
+                .as_str(),
+            "https://api.atlassian.com/admin/api-access/v1/orgs/o/api-tokens/page/2"
         );
         assert_eq!(
             next("?cursor=c").unwrap().as_str(),
@@ -1000,5 +1007,47 @@ mod tests {
             0,
             "the key left its host"
         );
+    }
+
+    #[test]
+    fn a_refusal_names_the_scope_the_key_seems_to_lack() {
+        let refused = |list, status| {
+            InventoryError::Refused {
+                list,
+                page: 1,
+                status,
+            }
+            .to_string()
+        };
+        let tokens_403 = refused(List::ApiTokens, 403);
+        assert!(
+            tokens_403.ends_with("(it lacks the read:tokens:admin scope)"),
+            "{tokens_403}"
+        );
+        let keys_403 = refused(List::ApiKeys, 403);
+        assert!(keys_403.contains("it lacks the read:keys:admin scope: keys created before Atlassian's 2026 scope split"), "{keys_403}");
+        let tokens_401 = refused(List::ApiTokens, 401);
+        assert!(
+            tokens_401.ends_with("(it needs the read:tokens:admin scope)"),
+            "{tokens_401}"
+        );
+    }
+
+    #[test]
+    fn a_failed_fetch_passes_on_the_wait_the_server_asked_for() {
+        let mut error = ProbeError::new(ErrorReason::Http5xx, "HTTP 503");
+        error.retry_after = Some(Duration::from_secs(42));
+        let e = InventoryError::Fetch {
+            list: List::ApiKeys,
+            page: 2,
+            error,
+        };
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(42)));
+        let e = InventoryError::UnexpectedStatus {
+            list: List::ApiKeys,
+            page: 2,
+            status: 418,
+        };
+        assert_eq!(e.retry_after(), None);
     }
 }
