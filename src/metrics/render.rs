@@ -799,4 +799,101 @@ mod tests {
             "{text}"
         );
     }
+
+    /// What `promtool check metrics` holds a family to, checked in-process: HELP then TYPE
+    /// once per family, before its first sample, and its samples (with a counter's
+    /// `_total`) together, never after another family started.
+    fn assert_well_formed(text: &str) {
+        let mut families: Vec<String> = Vec::new();
+        let mut helped: Option<String> = None;
+        for (n, line) in text.lines().enumerate() {
+            let at = || format!("line {}: {line}\n{text}", n + 1);
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                helped = Some(rest.split(' ').next().unwrap_or("").to_string());
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().unwrap_or("").to_string();
+                assert_eq!(
+                    helped.take().as_deref(),
+                    Some(name.as_str()),
+                    "TYPE without its HELP, {}",
+                    at()
+                );
+                assert!(
+                    !families.contains(&name),
+                    "a second header of {name}, {}",
+                    at()
+                );
+                families.push(name);
+                continue;
+            }
+            let name = line.split(['{', ' ']).next().unwrap_or("");
+            let family = families
+                .last()
+                .unwrap_or_else(|| panic!("a sample before any header, {}", at()));
+            assert!(
+                name == family || name.strip_suffix("_total") == Some(family.as_str()),
+                "{name} is not in the family whose header came last, {}",
+                at()
+            );
+        }
+        assert!(!families.is_empty());
+    }
+
+    #[test]
+    fn every_family_has_one_header_before_its_samples() {
+        let store = store_with("base", &[("team", "platform")], Some(2_000_000_000));
+        let base = store.read().tokens["base"].meta.config.clone();
+        let metas = ["a", "b", "c", "d"]
+            .iter()
+            .map(|name| {
+                let mut c = (*base).clone();
+                c.name = name.to_string();
+                // Two revoked tokens: the revocation family's header must still come once.
+                if *name < "c" {
+                    c.revoked_at = Some(1_000);
+                }
+                TokenMeta::new(std::sync::Arc::new(c))
+            })
+            .collect();
+        let g = store.set_tokens(metas, &|_| true);
+        let outcomes = [
+            Outcome::Valid {
+                account_id: Some("x".into()),
+            },
+            Outcome::Rejected { status: 401 },
+            Outcome::Anonymous {
+                detail: "anonymous".into(),
+            },
+            Outcome::Error(crate::probe::ProbeError::new(
+                crate::probe::ErrorReason::Timeout,
+                "t",
+            )),
+        ];
+        for ((name, gen), outcome) in g.iter().zip(outcomes) {
+            store.record(name, *gen, &probed(outcome), Duration::from_millis(3));
+        }
+        let orgs = store.set_orgs(&["acme".into()], &|_| false);
+        let inv = run(
+            vec![
+                listed_token("t1", "ci", "ALLOWED", Some(1_000)),
+                listed_token("t2", "old", "BLOCKED", None),
+            ],
+            vec![key("k1", Some(2_000)), key("k2", None)],
+        );
+        store.record_inventory("acme", orgs["acme"], inv);
+        let text = render(&store.read(), 1_500.0);
+        assert_eq!(
+            text.matches("# TYPE apitoken_revoked_timestamp_seconds ")
+                .count(),
+            1,
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("apitoken_revoked_timestamp_seconds{").count(),
+            2
+        );
+        assert_well_formed(&text);
+    }
 }
