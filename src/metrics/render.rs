@@ -894,6 +894,12 @@ mod tests {
             text.matches("apitoken_revoked_timestamp_seconds{").count(),
             2
         );
+        assert!(
+            text.contains(
+                "apitoken_probe_errors_total{token=\"d\",provider=\"jira\",reason=\"timeout\"} 1\n"
+            ),
+            "{text}"
+        );
         assert_well_formed(&text);
     }
 }
