@@ -888,6 +888,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_run_waits_at_most_max_run_wait_in_all() {
+        // Three 429s of 1 s each, retries allowed, but 1.5 s of waiting in all: the first
+        // wait fits, the second would pass the cap, so the list ends after two requests.
+        let (running, sim) = sim_with_org(10).await;
+        for n in 1..=3 {
+            sim.rate_limit_org_request("org-1", n, Some("1"));
+        }
+        let run = fetch_with(
+            &running.base_url(),
+            KEY,
+            Limits {
+                max_rate_limit_retries: 10,
+                max_run_wait: Duration::from_millis(1500),
+                ..limits()
+            },
+        )
+        .await;
+        let err = run.api_tokens.unwrap_err();
+        assert!(
+            matches!(err, InventoryError::RateLimited { page: 1, .. }),
+            "{err}"
+        );
+        // The API keys list shares the run's budget: its first answer (the third 429)
+        // would need a wait past the cap too.
+        assert!(
+            matches!(run.api_keys, Err(InventoryError::RateLimited { .. })),
+            "{:?}",
+            run.api_keys
+        );
+        assert_eq!(
+            sim.org_requests("org-1"),
+            3,
+            "two for the API tokens, one for the keys: a wait past the cap was taken"
+        );
+    }
+
+    #[tokio::test]
     async fn a_failing_page_fails_the_run_and_a_wrong_key_is_refused() {
         let (running, sim) = sim_with_org(250).await;
         sim.fail_org_page("org-1", 3);
