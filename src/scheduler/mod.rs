@@ -245,9 +245,10 @@ impl Scheduler {
             let Some(&generation) = generations.get(&org.name) else {
                 continue;
             };
+            let run_limits = limits(org);
             let task = InventoryTask {
                 org: org.clone(),
-                limits: limits(org),
+                limits: run_limits,
                 generation,
                 store: self.store.clone(),
                 client: self.client.clone(),
@@ -259,7 +260,7 @@ impl Scheduler {
                 org.name.clone(),
                 OrgTask {
                     org: org.clone(),
-                    limits: limits(org),
+                    limits: run_limits,
                     handle,
                 },
             );
@@ -389,6 +390,13 @@ mod tests {
 
     fn aborts(s: &Scheduler) -> BTreeMap<String, AbortHandle> {
         s.tasks
+            .iter()
+            .map(|(n, t)| (n.clone(), t.handle.abort_handle()))
+            .collect()
+    }
+
+    fn org_aborts(s: &Scheduler) -> BTreeMap<String, AbortHandle> {
+        s.orgs
             .iter()
             .map(|(n, t)| (n.clone(), t.handle.abort_handle()))
             .collect()
@@ -639,11 +647,7 @@ mod tests {
         assert_eq!(s.orgs["same"].limits.max_pages, 2500);
         assert_eq!(s.orgs["same"].limits.page_timeout, Duration::from_secs(2));
         let ids0 = org_ids(&s);
-        let aborts0: BTreeMap<_, _> = s
-            .orgs
-            .iter()
-            .map(|(n, t)| (n.clone(), t.handle.abort_handle()))
-            .collect();
+        let aborts0 = org_aborts(&s);
         let gen = |name: &str| store.read().orgs[name].generation;
         let gens0: BTreeMap<_, _> = ids0.keys().map(|n| (n.clone(), gen(n))).collect();
 
@@ -707,26 +711,8 @@ mod tests {
         );
 
         // A new page timeout (global probe_timeout) restarts every loop, keeping inventories.
-        let timeout = config(
-            &[],
-            &[
-                ("same", "K1", "1h"),
-                ("interval", "K2", "2h"),
-                ("key", "K3b", "1h"),
-                ("series", "K5", "1h"),
-                ("new", "K6", "1h"),
-            ],
-            "",
-        );
-        let mut timeout = timeout;
+        let mut timeout = after.clone();
         timeout.global.probe_timeout = Duration::from_secs(3);
-        for o in timeout
-            .organizations
-            .iter_mut()
-            .filter(|o| o.name == "series")
-        {
-            o.per_token_series = want_series;
-        }
         let gens1: BTreeMap<_, _> = ids1.keys().map(|n| (n.clone(), gen(n))).collect();
         s.apply(&timeout, SPREAD);
         for (name, id) in org_ids(&s) {
@@ -784,7 +770,7 @@ mod tests {
             SPREAD,
         );
         let mut handles: Vec<AbortHandle> = aborts(&s).into_values().collect();
-        handles.extend(s.orgs.values().map(|t| t.handle.abort_handle()));
+        handles.extend(org_aborts(&s).into_values());
         assert_eq!(
             handles.len(),
             3,

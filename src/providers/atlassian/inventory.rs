@@ -863,20 +863,22 @@ mod tests {
         assert_eq!(sim.org_requests("org-1"), 4, "page 2 asked twice");
     }
 
-    #[tokio::test]
-    async fn too_many_429s_end_the_run() {
+    /// A run of an organization of 10 tokens whose first three requests get a 429 with
+    /// `Retry-After: 1`, and the simulator (its request count).
+    async fn run_behind_three_429s(limits: Limits) -> (InventoryRun, Simulator) {
         let (running, sim) = sim_with_org(10).await;
         for n in 1..=3 {
             sim.rate_limit_org_request("org-1", n, Some("1"));
         }
-        let run = fetch_with(
-            &running.base_url(),
-            KEY,
-            Limits {
-                max_rate_limit_retries: 2,
-                ..limits()
-            },
-        )
+        (fetch_with(&running.base_url(), KEY, limits).await, sim)
+    }
+
+    #[tokio::test]
+    async fn too_many_429s_end_the_run() {
+        let (run, _) = run_behind_three_429s(Limits {
+            max_rate_limit_retries: 2,
+            ..limits()
+        })
         .await;
         assert_eq!(run.retry_after(), Some(Duration::from_secs(1)));
         let err = run.api_tokens.unwrap_err();
@@ -891,19 +893,11 @@ mod tests {
     async fn a_run_waits_at_most_max_run_wait_in_all() {
         // Three 429s of 1 s each, retries allowed, but 1.5 s of waiting in all: the first
         // wait fits, the second would pass the cap, so the list ends after two requests.
-        let (running, sim) = sim_with_org(10).await;
-        for n in 1..=3 {
-            sim.rate_limit_org_request("org-1", n, Some("1"));
-        }
-        let run = fetch_with(
-            &running.base_url(),
-            KEY,
-            Limits {
-                max_rate_limit_retries: 10,
-                max_run_wait: Duration::from_millis(1500),
-                ..limits()
-            },
-        )
+        let (run, sim) = run_behind_three_429s(Limits {
+            max_rate_limit_retries: 10,
+            max_run_wait: Duration::from_millis(1500),
+            ..limits()
+        })
         .await;
         let err = run.api_tokens.unwrap_err();
         assert!(
